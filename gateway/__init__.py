@@ -1,0 +1,3 @@
+"""Artifact ingestion gateway: the HTTP layer and composition root."""
+
+__version__ = "0.1.0"

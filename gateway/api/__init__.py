@@ -1,0 +1,13 @@
+"""HTTP routes. Each module holds the handlers of one part of API.md."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import artifacts, claims, health
+
+
+def setup_routes(app: web.Application) -> None:
+    health.setup(app)
+    claims.setup(app)
+    artifacts.setup(app)

@@ -1,0 +1,88 @@
+"""The composition root: ``create_app(config)`` wires every part of the gateway.
+
+Resources (the asyncpg pool, the S3 object store, background tasks) each live in
+one ``cleanup_ctx`` context manager; app state is reached only through the typed
+``web.AppKey`` constants below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from gateway import api
+from gateway.auth import PrincipalVerifier
+from gateway.config import Config
+from gateway.middleware import echo_request_id, error_middleware, request_context_middleware
+from gateway.state import CONFIG, DB, LEASE_TOKENS, PRINCIPALS, STORE
+from leases import LeaseKey, LeaseTokens
+from storage import S3ObjectStore, S3Settings
+
+# Multipart bodies are streamed; this only bounds non-streamed bodies (JSON requests).
+MAX_JSON_BODY = 64 * 1024
+
+
+def s3_settings(config: Config) -> S3Settings:
+    return S3Settings(
+        endpoint_url=config.s3_endpoint_url,
+        bucket=config.s3_bucket,
+        region=config.s3_region,
+        access_key_id=config.s3_access_key_id,
+        secret_access_key=config.s3_secret_access_key,
+        part_size=config.s3_part_size,
+        part_concurrency=config.s3_part_concurrency,
+        buffer_budget_bytes=config.s3_buffer_budget_bytes,
+        timeout_seconds=config.backend_timeout_seconds,
+    )
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    assert config.database_url, "GATEWAY_DATABASE_URL is required"
+    pool = await asyncpg.create_pool(
+        config.database_url,
+        min_size=config.db_pool_min,
+        max_size=config.db_pool_max,
+        timeout=config.backend_timeout_seconds,
+        command_timeout=config.backend_timeout_seconds * 3,
+        max_inactive_connection_lifetime=300,
+    )
+    app[DB] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def _object_store(app: web.Application) -> AsyncIterator[None]:
+    async with S3ObjectStore.connect(s3_settings(app[CONFIG])) as store:
+        app[STORE] = store
+        yield
+
+
+def create_app(config: Config) -> web.Application:
+    config.require_keys()
+    app = web.Application(
+        middlewares=[request_context_middleware, error_middleware],
+        client_max_size=MAX_JSON_BODY,
+    )
+    app[CONFIG] = config
+    app.on_response_prepare.append(echo_request_id)
+    app[LEASE_TOKENS] = LeaseTokens(
+        [LeaseKey(kid=k.kid, secret=k.secret) for k in config.lease_signing_keys],
+        max_ttl_seconds=config.lease_max_ttl_seconds,
+        leeway_seconds=config.auth_leeway_seconds,
+    )
+    app[PRINCIPALS] = PrincipalVerifier(
+        secret=config.auth_jwt_secret,
+        jwks=config.auth_jwt_public_keys,
+        issuer=config.auth_jwt_issuer,
+        audience=config.auth_jwt_audience,
+        leeway_seconds=config.auth_leeway_seconds,
+    )
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_object_store)
+    api.setup_routes(app)
+    return app

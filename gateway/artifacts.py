@@ -1,0 +1,301 @@
+"""Artifact rows: ids, the publish commit, lookups, quota and their JSON shapes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from ulid import ULID
+
+import leases
+from gateway.errors import IdempotencyConflict, InvalidRequest, QuotaExceeded
+from gateway.jsonio import rfc3339
+
+EVENTS_CHANNEL = "gateway_events"
+
+
+def new_artifact_id() -> str:
+    """``art_`` + a ULID: time-ordered, 80 random bits."""
+    return f"art_{ULID()}"
+
+
+def object_key(project: str, artifact_id: str) -> str:
+    return f"projects/{project}/{artifact_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactDraft:
+    """Everything known about an artifact once its bytes are stored, before commit."""
+
+    artifact_id: str
+    project: str
+    name: str
+    mime: str
+    mime_class: str
+    size: int
+    sha256: str
+    sniffed_mime: str | None
+    content_agrees: bool
+    owner_kind: str
+    owner_id: str
+    created_by: str
+    object_key: str
+    storage_backend: str
+    lease_id: str | None = None
+    lineage: leases.Lineage | None = None
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    derived_from: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdempotencyClaim:
+    credential: str
+    key: str
+
+
+def reference(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """The short shape a publish answers with."""
+    return {
+        "type": "artifact",
+        "id": row["artifact_id"],
+        "name": row["name"],
+        "mime": row["mime"],
+        "size": row["size"],
+        "sha256": row["sha256"],
+    }
+
+
+def full(row: asyncpg.Record) -> dict[str, Any]:
+    """The whole artifact, as ``GET …/artifacts/{id}`` answers."""
+    lineage = None
+    if row["lease_id"] is not None:
+        lineage = {key: row[key] for key in leases.LINEAGE_FIELDS}
+    metadata = row["metadata"]
+    return {
+        "type": "artifact",
+        "id": row["artifact_id"],
+        "project": row["project_id"],
+        "name": row["name"],
+        "mime": row["mime"],
+        "size": row["size"],
+        "sha256": row["sha256"],
+        "state": row["state"],
+        "created_at": rfc3339(row["created_at"]),
+        "deleted_at": rfc3339(row["deleted_at"]),
+        "owner": {"kind": row["owner_kind"], "id": row["owner_id"]},
+        "lineage": lineage,
+        "created_by": row["created_by"],
+        "description": row["description"],
+        "metadata": json.loads(metadata) if isinstance(metadata, str) else metadata,
+        "derived_from": list(row["derived_from"]),
+    }
+
+
+async def get_artifact(conn: Any, project: str, artifact_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM artifacts WHERE artifact_id = $1 AND project_id = $2",
+        artifact_id,
+        project,
+    )
+    return row
+
+
+async def find_idempotent(
+    conn: Any, project: str, claim: IdempotencyClaim
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """
+        SELECT a.* FROM idempotency_keys k JOIN artifacts a USING (artifact_id)
+        WHERE k.project_id = $1 AND k.credential = $2 AND k.idempotency_key = $3
+        """,
+        project,
+        claim.credential,
+        claim.key,
+    )
+    return row
+
+
+def check_replay(row: asyncpg.Record, *, sha256: str, name: str) -> None:
+    """A replay must carry the same body; otherwise 409."""
+    if row["sha256"] != sha256 or row["name"] != name:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used for a different body (sha256 or name differ)"
+        )
+
+
+async def quota_state(conn: Any, project: str, default_limit: int) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        "SELECT limit_bytes, used_bytes, artifact_count FROM projects WHERE project_id = $1",
+        project,
+    )
+    limit = default_limit if row is None or row["limit_bytes"] is None else row["limit_bytes"]
+    return {
+        "project": project,
+        "used_bytes": 0 if row is None else row["used_bytes"],
+        "limit_bytes": limit,
+        "artifact_count": 0 if row is None else row["artifact_count"],
+    }
+
+
+def quota_exceeded(size: int, state: dict[str, Any]) -> QuotaExceeded:
+    left = max(0, state["limit_bytes"] - state["used_bytes"])
+    return QuotaExceeded(
+        f"upload of {size} bytes exceeds the {left} bytes left",
+        extra={"limit_bytes": state["limit_bytes"], "used_bytes": state["used_bytes"]},
+    )
+
+
+# Charge quota and take the next event seq in one conditional statement: the row
+# lock it takes serialises racing publishes of a project, and the WHERE clause
+# makes an overrun impossible. A project without a row gets the default limit ($3).
+_CHARGE = """
+INSERT INTO projects AS p (project_id, used_bytes, artifact_count, event_seq)
+SELECT $1, $2, 1, 1
+WHERE $2 <= $3 OR EXISTS (SELECT 1 FROM projects WHERE project_id = $1)
+ON CONFLICT (project_id) DO UPDATE
+SET used_bytes = p.used_bytes + EXCLUDED.used_bytes,
+    artifact_count = p.artifact_count + 1,
+    event_seq = p.event_seq + 1,
+    updated_at = now()
+WHERE p.used_bytes + EXCLUDED.used_bytes <= COALESCE(p.limit_bytes, $3)
+RETURNING event_seq
+"""
+
+_INSERT = """
+WITH art AS (
+    INSERT INTO artifacts (artifact_id, project_id, seq, name, mime, mime_class, size, sha256,
+        sniffed_mime, content_agrees, owner_kind, owner_id, created_by, lease_id, run_id,
+        step_id, job_id, attempt, worker_session_id, session_id, description, metadata,
+        derived_from, object_key, storage_backend)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+        $19, $20, $21, $22::jsonb, $23, $24, $25)
+    RETURNING *
+), ev AS (
+    INSERT INTO events (project_id, seq, type, artifact_id, payload, created_at)
+    SELECT project_id, seq, 'artifact.created', artifact_id, $26::jsonb, created_at FROM art
+)
+SELECT art.*, pg_notify($27, art.project_id || ':' || art.seq) FROM art
+"""
+
+
+async def commit_publish(
+    conn: asyncpg.Connection,
+    draft: ArtifactDraft,
+    *,
+    default_quota: int,
+    idempotency: IdempotencyClaim | None,
+    pending: bool,
+) -> asyncpg.Record:
+    """Record a stored object as an artifact, atomically, or raise and record nothing.
+
+    In one transaction: re-check the claim (``FOR SHARE``, so a concurrent release
+    either lands first and fails this commit, or waits for it); check
+    ``derived_from``; charge quota and take the event seq; insert the artifact and
+    its ``artifact.created`` outbox row and NOTIFY; record the Idempotency-Key.
+    """
+    async with conn.transaction():
+        if draft.lease_id is not None:
+            await leases.active_claim(conn, draft.lease_id, for_share=True)
+        if draft.derived_from:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM artifacts WHERE project_id = $1 AND artifact_id = ANY($2)",
+                draft.project,
+                list(draft.derived_from),
+            )
+            if found != len(draft.derived_from):
+                raise InvalidRequest("derived_from names an artifact this project does not have")
+        seq = await conn.fetchval(_CHARGE, draft.project, draft.size, default_quota)
+        if seq is None:
+            raise quota_exceeded(draft.size, await quota_state(conn, draft.project, default_quota))
+        lineage = draft.lineage
+        payload = {
+            "type": "artifact",
+            "id": draft.artifact_id,
+            "project": draft.project,
+            "name": draft.name,
+            "mime": draft.mime,
+            "size": draft.size,
+            "sha256": draft.sha256,
+            "owner": {"kind": draft.owner_kind, "id": draft.owner_id},
+            "lineage": lineage.as_dict() if lineage else None,
+        }
+        row: asyncpg.Record = await conn.fetchrow(
+            _INSERT,
+            draft.artifact_id,
+            draft.project,
+            seq,
+            draft.name,
+            draft.mime,
+            draft.mime_class,
+            draft.size,
+            draft.sha256,
+            draft.sniffed_mime,
+            draft.content_agrees,
+            draft.owner_kind,
+            draft.owner_id,
+            draft.created_by,
+            draft.lease_id,
+            lineage.run_id if lineage else None,
+            lineage.step_id if lineage else None,
+            lineage.job_id if lineage else None,
+            lineage.attempt if lineage else None,
+            lineage.worker_session_id if lineage else None,
+            lineage.session_id if lineage else None,
+            draft.description,
+            json.dumps(draft.metadata),
+            list(draft.derived_from),
+            draft.object_key,
+            draft.storage_backend,
+            json.dumps(payload),
+            EVENTS_CHANNEL,
+        )
+        if idempotency is not None:
+            stored = await conn.fetchval(
+                """
+                INSERT INTO idempotency_keys (project_id, credential, idempotency_key,
+                    artifact_id, sha256, name)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT DO NOTHING
+                RETURNING artifact_id
+                """,
+                draft.project,
+                idempotency.credential,
+                idempotency.key,
+                draft.artifact_id,
+                draft.sha256,
+                draft.name,
+            )
+            if stored is None:
+                raise IdempotencyRace
+        if pending:
+            await conn.execute(
+                "DELETE FROM pending_uploads WHERE object_key = $1", draft.object_key
+            )
+    return row
+
+
+class IdempotencyRace(Exception):  # noqa: N818 - a signal, not a failure
+    """Another publish with the same Idempotency-Key committed first."""
+
+
+async def mark_pending(
+    conn: Any, *, project: str, artifact_id: str, key: str, upload_id: str
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO pending_uploads (object_key, project_id, artifact_id, upload_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (object_key) DO UPDATE SET upload_id = EXCLUDED.upload_id
+        """,
+        key,
+        project,
+        artifact_id,
+        upload_id,
+    )
+
+
+async def clear_pending(conn: Any, key: str) -> None:
+    await conn.execute("DELETE FROM pending_uploads WHERE object_key = $1", key)

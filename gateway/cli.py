@@ -1,0 +1,252 @@
+"""``artifact-gateway``: dev, serve, migrate, token.
+
+Exit status: 0 ok, 2 usage or configuration error, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gateway.config import Config, ConfigError, SigningKey
+
+ALL_SCOPES = "artifacts:read artifacts:write artifacts:delete artifacts:admin claims:write"
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    print(f"artifact-gateway: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def _load_config() -> Config:
+    try:
+        return Config.from_env()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _run_server(config: Config) -> None:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.logs import configure_logging, get_logger
+
+    configure_logging(config.log_level, config.log_format)
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    get_logger().info("gateway.starting", host=config.host, port=config.port)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        print=None,
+        reuse_port=True,
+        shutdown_timeout=30,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    config = _load_config()
+    try:
+        config.require_backends()
+        config.require_keys()
+    except ConfigError as exc:
+        _fail(str(exc))
+    _run_server(config)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from gateway.migrate import migrate
+
+    config = _load_config()
+    if not config.database_url:
+        _fail("GATEWAY_DATABASE_URL: is required")
+    applied = asyncio.run(migrate(config.database_url))
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    if not applied:
+        print("schema is up to date")
+
+
+def _secret_for_tokens(config: Config) -> bytes:
+    if config.auth_jwt_secret is not None:
+        return config.auth_jwt_secret
+    secrets_file = config.data_dir / "secrets.json"
+    if secrets_file.exists():  # the embedded dev stack's generated secret
+        return str(json.loads(secrets_file.read_text())["auth_jwt_secret"]).encode()
+    _fail("GATEWAY_AUTH_JWT_SECRET: is required to mint a token")
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from gateway.auth import SCOPES, mint_principal_token
+
+    config = _load_config()
+    scopes = args.scope.split()
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        _fail(f"unknown scope(s): {' '.join(unknown)}; known: {' '.join(SCOPES)}")
+    print(
+        mint_principal_token(
+            secret=_secret_for_tokens(config),
+            sub=args.sub,
+            scopes=scopes,
+            projects=args.project or ["*"],
+            issuer=config.auth_jwt_issuer,
+            audience=config.auth_jwt_audience,
+            ttl_seconds=args.ttl,
+        )
+    )
+
+
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from gateway.auth import mint_principal_token
+    from gateway.devstack import (
+        DevStackError,
+        EmbeddedPostgres,
+        EmbeddedSeaweedFS,
+        load_or_create_secrets,
+    )
+    from gateway.migrate import migrate
+
+    config = _load_config()
+    # Stop what we started even when asked to stop during start-up.
+    signal.signal(signal.SIGTERM, _raise_exit)
+    data_dir = config.data_dir.resolve()
+    secrets = load_or_create_secrets(data_dir)
+    postgres: EmbeddedPostgres | None = None
+    seaweedfs: EmbeddedSeaweedFS | None = None
+    try:
+        overrides: dict[str, Any] = {}
+        if not config.database_url:
+            postgres = EmbeddedPostgres(data_dir).start()
+            overrides["database_url"] = postgres.url()
+        if not config.s3_endpoint_url:
+            seaweedfs = EmbeddedSeaweedFS(
+                data_dir,
+                access_key_id=secrets["s3_access_key_id"],
+                secret_access_key=secrets["s3_secret_access_key"],
+                bucket=config.s3_bucket,
+            ).start()
+            overrides |= {
+                "s3_endpoint_url": seaweedfs.endpoint_url,
+                "s3_access_key_id": secrets["s3_access_key_id"],
+                "s3_secret_access_key": secrets["s3_secret_access_key"],
+            }
+        if config.auth_jwt_secret is None and not config.auth_jwt_public_keys:
+            overrides["auth_jwt_secret"] = secrets["auth_jwt_secret"].encode()
+        if not config.lease_signing_keys:
+            key = SigningKey(kid="dev-lease", secret=secrets["lease_signing_key"].encode())
+            overrides["lease_signing_keys"] = (key,)
+        if not config.url_signing_keys:
+            key = SigningKey(kid="dev-url", secret=secrets["url_signing_key"].encode())
+            overrides["url_signing_keys"] = (key,)
+        config = config.with_overrides(**overrides)
+        assert config.database_url is not None
+        asyncio.run(migrate(config.database_url))
+        token = None
+        if config.auth_jwt_secret is not None:
+            token = mint_principal_token(
+                secret=config.auth_jwt_secret,
+                sub="user:dev-admin",
+                scopes=ALL_SCOPES.split(),
+                projects=["*"],
+                issuer=config.auth_jwt_issuer,
+                audience=config.auth_jwt_audience,
+                ttl_seconds=30 * 86400,
+            )
+        _print_banner(config, data_dir, token, postgres, seaweedfs)
+        _run_server(config)
+    except DevStackError as exc:
+        _fail(str(exc), status=1)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if seaweedfs is not None:
+            seaweedfs.stop()
+        if postgres is not None:
+            postgres.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _print_banner(
+    config: Config, data_dir: Path, token: str | None, postgres: Any, seaweedfs: Any
+) -> None:
+    base = f"http://{config.host}:{config.port}"
+    pg = postgres.url() if postgres else "GATEWAY_DATABASE_URL"
+    s3 = seaweedfs.endpoint_url if seaweedfs else config.s3_endpoint_url
+    claim = (
+        '{"run_id":"run_1","step_id":"build","job_id":"job_1","attempt":1,'
+        '"worker_session_id":"ws_1","ttl_seconds":3600}'
+    )
+    lines = [
+        f"artifact gateway (dev) on {base}",
+        f"  data dir   {data_dir}",
+        f"  postgres   {pg}",
+        f"  s3         {s3}  bucket={config.s3_bucket}",
+        "",
+    ]
+    if token:
+        lines += [
+            "admin principal token (all scopes, all projects, 30 days):",
+            f"  export GW={base}",
+            f"  export TOKEN={token}",
+            "",
+            "try it:",
+            f"  LEASE=$(curl -s -X POST $GW/v1/projects/demo/claims "
+            f"-H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+            f"-d '{claim}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"lease_token\"])')",
+            '  ID=$(curl -s -X POST $GW/v1/projects/demo/artifacts -H "X-Mobius-Lease-Token: $LEASE" '
+            "-F file=@README.md | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])')",
+            '  curl -s $GW/v1/projects/demo/artifacts/$ID -H "Authorization: Bearer $TOKEN"',
+            '  curl -s $GW/v1/projects/demo/artifacts/$ID/content -H "Authorization: Bearer $TOKEN"',
+            "",
+        ]
+    lines.append("Ctrl-C stops the gateway, Postgres and SeaweedFS.")
+    print("\n".join(lines), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artifact-gateway",
+        description="Artifact ingestion gateway. Configuration comes from GATEWAY_* variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "dev", help="run the gateway on an embedded Postgres and SeaweedFS"
+    ).set_defaults(func=cmd_dev)
+    sub.add_parser("serve", help="run the gateway on the configured backends").set_defaults(
+        func=cmd_serve
+    )
+    sub.add_parser("migrate", help="apply pending schema migrations").set_defaults(
+        func=cmd_migrate
+    )
+    token = sub.add_parser("token", help="mint a principal token (development)")
+    token.add_argument("--sub", required=True, help="principal id, e.g. user:alice")
+    token.add_argument("--scope", default="artifacts:read", help="space-separated scopes")
+    token.add_argument(
+        "--project", action="append", help="project id (repeatable; default: all projects)"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

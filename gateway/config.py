@@ -1,0 +1,231 @@
+"""Configuration: the ``GATEWAY_*`` environment variables, read and validated once.
+
+``Config.from_env`` is the only place that reads the environment. Every problem
+raises :class:`ConfigError` naming the variable, and the CLI turns it into one
+line on stderr and exit status 2. Handlers never read ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "console")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a bad value."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+@dataclass(frozen=True, kw_only=True)
+class SigningKey:
+    """A named secret; ``kid`` selects it, so keys can rotate."""
+
+    kid: str
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".gateway-data")
+    database_url: str | None = field(default=None, repr=False)
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "artifacts"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_part_size: int = 8 * 1024 * 1024
+    s3_part_concurrency: int = 4
+    s3_buffer_budget_bytes: int = 128 * 1024 * 1024
+    backend_timeout_seconds: float = 10.0
+    auth_jwt_secret: bytes | None = field(default=None, repr=False)
+    auth_jwt_public_keys: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+    auth_jwt_issuer: str = "mobius"
+    auth_jwt_audience: str = "mobius-artifacts"
+    auth_leeway_seconds: int = 30
+    lease_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
+    lease_max_ttl_seconds: int = 86400
+    url_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
+    default_quota_bytes: int = 10 * 1024**3
+    max_artifact_bytes: int = 5 * 1024**3
+    log_level: str = "info"
+    log_format: str = "json"
+    metrics_port: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build a config from ``env`` (default: ``os.environ``); raise ConfigError."""
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            host=e.str("GATEWAY_HOST", "127.0.0.1"),
+            port=e.int("GATEWAY_PORT", 8080, low=0, high=65535),
+            data_dir=Path(e.str("GATEWAY_DATA_DIR", ".gateway-data")),
+            database_url=e.optional("GATEWAY_DATABASE_URL"),
+            db_pool_min=e.int("GATEWAY_DB_POOL_MIN", 2, low=0, high=1000),
+            db_pool_max=e.int("GATEWAY_DB_POOL_MAX", 20, low=1, high=1000),
+            s3_endpoint_url=e.url("GATEWAY_S3_ENDPOINT_URL"),
+            s3_bucket=e.str("GATEWAY_S3_BUCKET", "artifacts"),
+            s3_region=e.str("GATEWAY_S3_REGION", "us-east-1"),
+            s3_access_key_id=e.optional("GATEWAY_S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=e.optional("GATEWAY_S3_SECRET_ACCESS_KEY"),
+            s3_part_size=e.int(
+                "GATEWAY_S3_PART_SIZE_BYTES", 8 * 1024 * 1024, low=5 * 1024 * 1024, high=5 * 1024**3
+            ),
+            s3_part_concurrency=e.int("GATEWAY_S3_PART_CONCURRENCY", 4, low=1, high=64),
+            s3_buffer_budget_bytes=e.int(
+                "GATEWAY_S3_BUFFER_BUDGET_BYTES", 128 * 1024 * 1024, low=5 * 1024 * 1024
+            ),
+            backend_timeout_seconds=e.float("GATEWAY_BACKEND_TIMEOUT_SECONDS", 10.0, low=0.1),
+            auth_jwt_secret=e.secret("GATEWAY_AUTH_JWT_SECRET"),
+            auth_jwt_public_keys=e.jwks("GATEWAY_AUTH_JWT_PUBLIC_KEYS"),
+            auth_jwt_issuer=e.str("GATEWAY_AUTH_JWT_ISSUER", "mobius"),
+            auth_jwt_audience=e.str("GATEWAY_AUTH_JWT_AUDIENCE", "mobius-artifacts"),
+            auth_leeway_seconds=e.int("GATEWAY_AUTH_LEEWAY_SECONDS", 30, low=0, high=300),
+            lease_signing_keys=e.keys("GATEWAY_LEASE_SIGNING_KEY", default_kid="lease-1"),
+            lease_max_ttl_seconds=e.int("GATEWAY_LEASE_MAX_TTL_SECONDS", 86400, low=60),
+            url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
+            default_quota_bytes=e.int("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
+            max_artifact_bytes=e.int("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
+            log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
+            log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
+            metrics_port=e.optional_int("GATEWAY_METRICS_PORT", low=1, high=65535),
+        )
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def require_backends(self) -> None:
+        """``serve`` and ``migrate`` need configured backends and keys (no embedded parts)."""
+        if not self.database_url:
+            raise ConfigError("GATEWAY_DATABASE_URL", "is required")
+        if not self.s3_endpoint_url:
+            raise ConfigError("GATEWAY_S3_ENDPOINT_URL", "is required")
+
+    def require_keys(self) -> None:
+        if self.auth_jwt_secret is None and not self.auth_jwt_public_keys:
+            raise ConfigError(
+                "GATEWAY_AUTH_JWT_SECRET",
+                "is required (or GATEWAY_AUTH_JWT_PUBLIC_KEYS) to verify principal tokens",
+            )
+        if not self.lease_signing_keys:
+            raise ConfigError("GATEWAY_LEASE_SIGNING_KEY", "is required")
+        if not self.url_signing_keys:
+            raise ConfigError("GATEWAY_URL_SIGNING_KEYS", "is required")
+
+
+class _Env:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def int(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+        value = self.optional_int(name, low=low, high=high)
+        return default if value is None else value
+
+    def optional_int(self, name: str, *, low: int, high: int | None = None) -> int | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise ConfigError(name, f"must be an integer (got {raw!r})") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(name, f"must be {bound} (got {value})")
+        return value
+
+    def float(self, name: str, default: float, *, low: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"must be a number (got {raw!r})") from None
+        if not value >= low:
+            raise ConfigError(name, f"must be at least {low} (got {raw})")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default).lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def url(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ConfigError(name, f"must be an http:// or https:// URL (got {value!r})")
+        return value
+
+    def secret(self, name: str) -> bytes | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        if len(value) < 32:
+            raise ConfigError(name, "must be at least 32 characters long (RFC 7518 3.2)")
+        return value.encode()
+
+    def keys(self, name: str, *, default_kid: str) -> tuple[SigningKey, ...]:
+        """``kid:secret[,kid:secret...]``; a single value without ``:`` gets ``default_kid``."""
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        keys: list[SigningKey] = []
+        for item in items:
+            kid, sep, secret = item.partition(":")
+            if not sep:
+                if len(items) > 1:
+                    raise ConfigError(name, "each entry must be kid:secret")
+                kid, secret = default_kid, item
+            if not kid or len(secret) < 32:
+                raise ConfigError(name, f"key {kid!r} needs a kid and a secret of 32+ characters")
+            if any(k.kid == kid for k in keys):
+                raise ConfigError(name, f"kid {kid!r} appears twice")
+            keys.append(SigningKey(kid=kid, secret=secret.encode()))
+        return tuple(keys)
+
+    def jwks(self, name: str) -> tuple[Mapping[str, Any], ...]:
+        path = self.optional(name)
+        if path is None:
+            return ()
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from None
+        except ValueError:
+            raise ConfigError(name, f"{path} is not valid JSON") from None
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(keys, list) or not keys:
+            raise ConfigError(name, f"{path} must be a JWKS document with a non-empty 'keys' list")
+        for key in keys:
+            if not isinstance(key, dict) or not key.get("kid"):
+                raise ConfigError(name, f"every key in {path} needs a 'kid'")
+            if key.get("kty") not in ("RSA", "OKP", "EC"):
+                raise ConfigError(name, f"key {key.get('kid')!r}: kty must be RSA, OKP or EC")
+        return tuple(keys)

@@ -1,0 +1,234 @@
+"""Media types: what a publish declares, what its bytes look like, and how it is served.
+
+This module is the one place for the serving policy of API.md:
+
+* ``resolve_mime`` — the artifact's mime: the part's ``Content-Type`` unless it is
+  absent or ``application/octet-stream``, then a guess from the name, else
+  ``application/octet-stream``.
+* ``sniff`` — the first bytes (4 KiB) are identified with puremagic (a maintained
+  signature database) at publish time, and the verdict "the bytes agree with the
+  declared mime" is recorded with the artifact.
+* ``INLINE_MEDIA`` / ``INLINE_TEXT`` — the safe-preview allowlist. Everything else,
+  and anything whose bytes contradicted its mime, is served as an attachment.
+* ``mime_class`` — the coarse class used by the list filter.
+"""
+
+from __future__ import annotations
+
+import codecs
+import mimetypes
+from dataclasses import dataclass
+
+import puremagic
+
+OCTET_STREAM = "application/octet-stream"
+SNIFF_BYTES = 4096
+
+# Raster images, video and audio that browsers render without running anything.
+INLINE_MEDIA = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/apng",
+        "video/mp4",
+        "video/webm",
+        "video/ogg",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/wav",
+        "audio/webm",
+        "audio/flac",
+        "audio/aac",
+        "audio/mp4",
+    }
+)
+
+# Text shown inline, always re-labelled ``text/plain; charset=utf-8``.
+INLINE_TEXT = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
+
+# Source code: shown inline as plain text too (never executed: CSP sandbox + nosniff).
+CODE_MIMES = frozenset(
+    {
+        "text/x-python",
+        "text/x-script.python",
+        "text/x-c",
+        "text/x-csrc",
+        "text/x-chdr",
+        "text/x-c++src",
+        "text/x-c++hdr",
+        "text/x-java",
+        "text/x-java-source",
+        "text/x-go",
+        "text/x-rust",
+        "text/x-shellscript",
+        "text/x-sh",
+        "application/x-sh",
+        "text/x-yaml",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+        "text/x-toml",
+        "text/x-diff",
+        "text/x-patch",
+        "text/x-sql",
+        "application/sql",
+        "text/x-ruby",
+        "text/x-perl",
+        "text/x-lua",
+        "text/x-kotlin",
+        "text/x-scala",
+        "text/x-typescript",
+        "application/typescript",
+        "text/css",
+    }
+)
+# Never inline, whatever the bytes say: they can run script or render active content.
+ACTIVE_MIMES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+        "application/pdf",
+    }
+)
+
+_EXTRA_TYPES = {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".csv": "text/csv",
+    ".json": "application/json",
+    ".log": "text/plain",
+    ".txt": "text/plain",
+    ".py": "text/x-python",
+    ".go": "text/x-go",
+    ".rs": "text/x-rust",
+    ".ts": "text/x-typescript",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".toml": "application/toml",
+    ".sql": "application/sql",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".apng": "image/apng",
+    ".flac": "audio/flac",
+    ".svg": "image/svg+xml",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+}
+
+# puremagic names some formats differently from their registered types.
+_SNIFF_ALIASES = {
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/x-flac": "audio/flac",
+    "audio/mp3": "audio/mpeg",
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "video/x-m4v": "video/mp4",
+    "audio/x-m4a": "audio/mp4",
+    "audio/x-aac": "audio/aac",
+    "application/ogg": "audio/ogg",
+}
+
+
+def normalise_mime(value: str | None) -> str | None:
+    """``Type/Sub; params`` → ``type/sub``; None for anything that is not a media type."""
+    if not value:
+        return None
+    mime = value.split(";", 1)[0].strip().lower()
+    type_, sep, sub = mime.partition("/")
+    if not sep or not type_ or not sub or len(mime) > 127:
+        return None
+    if not all(c.isalnum() or c in "!#$&-^_.+" for c in type_ + sub):
+        return None
+    return mime
+
+
+def guess_mime(name: str) -> str:
+    dot = name.rfind(".")
+    if dot > 0:
+        ext = name[dot:].lower()
+        if ext in _EXTRA_TYPES:
+            return _EXTRA_TYPES[ext]
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return normalise_mime(guessed) or OCTET_STREAM
+
+
+def resolve_mime(declared: str | None, name: str) -> str:
+    mime = normalise_mime(declared)
+    if mime is None or mime == OCTET_STREAM:
+        return guess_mime(name)
+    return mime
+
+
+def is_textual(mime: str) -> bool:
+    return mime in INLINE_TEXT or mime in CODE_MIMES or mime.startswith("text/")
+
+
+def mime_class(mime: str) -> str:
+    if mime in ("text/html", "application/xhtml+xml"):
+        return "html"
+    if mime.startswith("image/"):
+        return "image"
+    if mime in CODE_MIMES or mime in ("text/javascript", "application/javascript"):
+        return "code"
+    if mime in INLINE_TEXT or mime.startswith("text/"):
+        return "text"
+    return "other"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SniffResult:
+    sniffed_mime: str | None  # what the signature database recognised, if anything
+    agrees: bool  # the bytes are consistent with the declared mime
+
+
+def _is_utf8_text(head: bytes, complete: bool) -> bool:
+    if b"\x00" in head:
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        decoder.decode(head, final=complete)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _signature(head: bytes) -> str | None:
+    if not head:
+        return None
+    try:
+        found = puremagic.from_string(head, mime=True)
+    except (puremagic.PureError, ValueError):
+        return None
+    mime = normalise_mime(found)
+    return _SNIFF_ALIASES.get(mime, mime) if mime else None
+
+
+def sniff(head: bytes, declared: str, *, complete: bool) -> SniffResult:
+    """Judge whether the first bytes agree with ``declared``.
+
+    ``complete`` says ``head`` is the whole body (so a trailing multibyte UTF-8
+    sequence cannot be cut off). Media types must be recognised as exactly that
+    type; text types must be UTF-8 without NUL bytes and not a recognised binary
+    or active (HTML, SVG, XML, PDF) format. For other types the verdict is only
+    informative: they are attachments anyway.
+    """
+    sniffed = _signature(head)
+    if declared in INLINE_MEDIA:
+        agrees = sniffed == declared or (declared == "image/apng" and sniffed == "image/png")
+    elif is_textual(declared) and declared not in ACTIVE_MIMES:
+        textual = sniffed is None or sniffed.startswith("text/") or sniffed == "application/json"
+        agrees = textual and sniffed not in ACTIVE_MIMES and _is_utf8_text(head, complete)
+    else:
+        agrees = sniffed is None or sniffed == declared
+    return SniffResult(sniffed_mime=sniffed, agrees=agrees)

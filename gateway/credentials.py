@@ -1,0 +1,88 @@
+"""Who is calling: principal tokens (``Authorization: Bearer``) and lease tokens.
+
+A lease token (``X-Mobius-Lease-Token``) authenticates the worker executing a
+claim; its claim row supplies every lineage field. A request carrying both kinds
+of credential on the publish route is treated as a lease publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+import leases
+from gateway.auth import Principal
+from gateway.errors import Unauthenticated
+from gateway.state import DB, LEASE_TOKENS, PRINCIPALS
+
+LEASE_HEADER = "X-Mobius-Lease-Token"
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The verified principal of the request; 401 without a valid token."""
+    cached = request.get("_principal")
+    if isinstance(cached, Principal):
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("a bearer token is required")
+    principal = request.app[PRINCIPALS].verify(token)
+    request["_principal"] = principal
+    request["principal"] = principal.sub
+    return principal
+
+
+def require(request: web.Request, project: str, scope: str) -> Principal:
+    principal = principal_of(request)
+    principal.require(project, scope)
+    return principal
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publisher:
+    """Whoever publishes, and what the artifact records about them."""
+
+    owner_kind: str  # run | user | agent | service
+    owner_id: str
+    created_by: str
+    credential: str  # scope of Idempotency-Key: lease:<id> or principal:<sub>
+    lineage: leases.Lineage | None = None
+    lease_id: str | None = None
+
+
+async def publisher_of(request: web.Request, project: str) -> Publisher:
+    lease_token = request.headers.get(LEASE_HEADER)
+    if lease_token is not None:
+        claims = request.app[LEASE_TOKENS].verify(lease_token.strip())
+        request["lease_id"] = claims.lease_id
+        claim = await leases.active_claim(request.app[DB], claims.lease_id)
+        if claim.project != claims.project:
+            raise leases.LeaseInactive(claims.lease_id, "unknown")
+        claim.ensure_active(project)
+        lineage = claim.lineage
+        return Publisher(
+            owner_kind="run",
+            owner_id=lineage.run_id,
+            created_by=lineage.worker_session_id,
+            credential=f"lease:{claim.lease_id}",
+            lineage=lineage,
+            lease_id=claim.lease_id,
+        )
+    principal = require(request, project, "artifacts:write")
+    return Publisher(
+        owner_kind=principal.owner_kind,
+        owner_id=principal.sub,
+        created_by=principal.sub,
+        credential=f"principal:{principal.sub}",
+    )

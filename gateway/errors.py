@@ -1,0 +1,162 @@
+"""API errors and their RFC 9457 problem+json rendering.
+
+Handlers raise these (or domain errors of ``leases`` / ``storage``, translated in
+:func:`problem_for`); the error middleware is the only place that builds an error
+response. ``code`` is stable and machine-readable; see API.md's table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+import leases
+import storage
+
+PROBLEM_BASE = "https://mobius.dev/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error with a place in the contract: status, stable code, title."""
+
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def _error(status: int, code: str, title: str) -> type[ApiError]:
+    return type(
+        "".join(part.capitalize() for part in code.split("_")),
+        (ApiError,),
+        {"status": status, "code": code, "title": title},
+    )
+
+
+InvalidRequest = _error(400, "invalid_request", "Invalid request")
+LineageNotAllowed = _error(400, "lineage_not_allowed", "Lineage is derived from the lease")
+Unauthenticated = _error(401, "unauthenticated", "Authentication required")
+LeaseInactive = _error(403, "lease_inactive", "Lease is not active")
+LeaseSuperseded = _error(403, "lease_superseded", "Lease was superseded by a newer attempt")
+Forbidden = _error(403, "forbidden", "Forbidden")
+SignatureInvalid = _error(403, "signature_invalid", "Signed URL is not valid")
+NotFound = _error(404, "not_found", "Not found")
+MethodNotAllowed = _error(405, "method_not_allowed", "Method not allowed")
+IdempotencyConflict = _error(409, "idempotency_conflict", "Idempotency-Key reused")
+ClaimConflict = _error(409, "claim_conflict", "A newer attempt of this job exists")
+ArtifactDeleted = _error(410, "artifact_deleted", "Artifact was deleted")
+ArtifactTooLarge = _error(413, "artifact_too_large", "Artifact too large")
+QuotaExceeded = _error(413, "quota_exceeded", "Project quota exceeded")
+UnsupportedMediaType = _error(415, "unsupported_media_type", "Unsupported media type")
+RangeNotSatisfiable = _error(416, "range_not_satisfiable", "Range not satisfiable")
+Unavailable = _error(503, "unavailable", "Service unavailable")
+InternalError = _error(500, "internal_error", "Internal server error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    status: int
+    code: str
+    title: str
+    detail: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.code.replace("_", "-"),
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "request_id": request_id,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return body
+
+
+def _from_api_error(exc: ApiError) -> Problem:
+    return Problem(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+_HTTP_CODES = {
+    400: InvalidRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: ArtifactTooLarge,
+    415: UnsupportedMediaType,
+}
+
+DB_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def problem_for(exc: BaseException) -> Problem | None:
+    """Translate any known error into a Problem; None for an unexpected one (a 500)."""
+    if isinstance(exc, ApiError):
+        return _from_api_error(exc)
+    api: ApiError | None = None
+    if isinstance(exc, leases.LeaseTokenInvalid):
+        api = Unauthenticated(f"lease token rejected: {exc.reason}")
+    elif isinstance(exc, leases.LeaseSuperseded):
+        api = LeaseSuperseded(str(exc))
+    elif isinstance(exc, leases.LeaseInactive):
+        api = LeaseInactive(str(exc))
+    elif isinstance(exc, leases.LeaseWrongProject):
+        api = Forbidden("the lease belongs to another project")
+    elif isinstance(exc, leases.ClaimNotFound):
+        api = NotFound(str(exc))
+    elif isinstance(exc, leases.ClaimConflict):
+        api = ClaimConflict(str(exc), extra={"existing_attempt": exc.existing_attempt})
+    elif isinstance(exc, storage.EntityTooLarge):
+        api = ArtifactTooLarge(f"the artifact exceeds the maximum of {exc.limit} bytes")
+    elif isinstance(exc, storage.RangeNotSatisfiable):
+        headers = {"Content-Range": f"bytes */{exc.size}"} if exc.size is not None else {}
+        api = RangeNotSatisfiable("the requested range is outside the artifact", headers=headers)
+    elif isinstance(exc, storage.ObjectNotFound):
+        api = NotFound("the artifact's content is missing from object storage")
+    elif isinstance(exc, storage.StorageUnavailable):
+        api = Unavailable("object storage is unavailable; nothing was published")
+    elif isinstance(exc, storage.StorageError):
+        api = Unavailable("object storage failed the request; nothing was published")
+    elif isinstance(exc, DB_UNAVAILABLE):
+        api = Unavailable("the database is unavailable; nothing was published")
+    elif isinstance(exc, web.HTTPException) and exc.status >= 400:
+        cls = _HTTP_CODES.get(exc.status)
+        if cls is not None:
+            api = cls(exc.reason if exc.status != 413 else "request body too large")
+        else:
+            return Problem(status=exc.status, code="http_error", title=exc.reason)
+    return None if api is None else _from_api_error(api)

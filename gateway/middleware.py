@@ -1,0 +1,97 @@
+"""Request context (request id, access log) and the one place errors become problem+json."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from ulid import ULID
+
+from gateway.errors import PROBLEM_CONTENT_TYPE, InternalError, Problem, problem_for
+from gateway.logs import get_logger
+
+log = get_logger("gateway.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+# Keys handlers may set on the request for the access log.
+LOG_FIELDS = ("project", "artifact_id", "lease_id", "principal")
+
+
+def request_id_of(request: web.Request) -> str:
+    return str(request.get("request_id", ""))
+
+
+def route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else str(ULID())
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except BaseException:
+        status = 499 if request.transport is None or request.transport.is_closing() else 500
+        raise
+    finally:
+        fields = {key: request[key] for key in LOG_FIELDS if key in request}
+        log.info(
+            "http.request",
+            method=request.method,
+            route=route_of(request),
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            bytes_in=request.get("bytes_in", request.content_length or 0),
+            bytes_out=response.body_length if response is not None else 0,
+            **fields,
+        )
+
+
+def problem_response(problem: Problem, request_id: str) -> web.Response:
+    return web.Response(
+        status=problem.status,
+        text=json.dumps(problem.body(request_id)),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        problem = problem_for(exc)
+        assert problem is not None
+        return problem_response(problem, request_id_of(request))
+    except Exception as exc:
+        problem = problem_for(exc)
+        if problem is None:
+            log.exception("http.unhandled_error", route=route_of(request))
+            problem = Problem(status=500, code=InternalError.code, title=InternalError.title)
+        elif problem.status >= 500:
+            log.warning("http.backend_error", code=problem.code, error=type(exc).__name__)
+        return problem_response(problem, request_id_of(request))
+    return response
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every response, streamed or not, carries X-Request-ID."""
+    if "request_id" in request:
+        response.headers["X-Request-ID"] = request_id_of(request)

@@ -1,0 +1,369 @@
+"""The publish pipeline: ``POST /v1/projects/{project}/artifacts``.
+
+1. Authenticate (lease → active claim, or principal with ``artifacts:write``);
+   refuse lineage named in the query string or headers.
+2. Refuse early what cannot fit: ``Content-Length`` beyond the maximum artifact
+   size or the project's remaining quota answers 413 before the body is read.
+3. Read the multipart body part by part. Descriptive parts are small and capped;
+   a lineage-named part aborts the publish wherever it comes. The ``file`` part is
+   streamed into object storage under a fresh key while it is hashed.
+4. Commit in one transaction (see :func:`gateway.artifacts.commit_publish`).
+5. Any failure after bytes were written deletes the object, in a block that runs
+   even when the request task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from gateway import artifacts, content
+from gateway.api.params import project_of
+from gateway.artifacts import ArtifactDraft, IdempotencyClaim
+from gateway.credentials import Publisher, publisher_of
+from gateway.errors import (
+    ArtifactTooLarge,
+    InvalidRequest,
+    LineageNotAllowed,
+    UnsupportedMediaType,
+)
+from gateway.jsonio import json_response
+from gateway.logs import get_logger
+from gateway.names import InvalidName, normalise_name
+from gateway.state import CONFIG, DB, STORE
+from storage import EntityTooLarge, StoredObject
+
+log = get_logger("gateway.publish")
+
+LINEAGE_NAMES = frozenset(
+    {
+        "run_id",
+        "step_id",
+        "job_id",
+        "attempt",
+        "worker_session_id",
+        "session_id",
+        "lineage",
+        "owner",
+        "project_id",
+    }
+)
+LINEAGE_HEADERS = frozenset(
+    {"x-mobius-run-id", "x-mobius-step-id", "x-mobius-job-id", "x-mobius-attempt"}
+)
+# Byte caps of the descriptive parts (UTF-8).
+PART_CAPS = {"name": 1024, "description": 4096, "metadata": 16384, "derived_from": 8192}
+MAX_PARTS = 8
+MAX_DERIVED_FROM = 100
+# Upper bound of everything in a form that is not the file's bytes: descriptive
+# parts, part headers and boundaries. Content-Length minus this is the smallest
+# the file can be, which is what the early 413 compares.
+FORM_OVERHEAD = 64 * 1024
+READ_CHUNK = 256 * 1024
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def is_lineage_name(name: str) -> bool:
+    return name.strip().lower().replace("-", "_") in LINEAGE_NAMES
+
+
+def reject_lineage(request: web.Request) -> None:
+    for key in request.query:
+        if is_lineage_name(key):
+            raise LineageNotAllowed(f"query parameter '{key}' names lineage")
+    for header in request.headers:
+        if header.lower() in LINEAGE_HEADERS or is_lineage_name(header):
+            raise LineageNotAllowed(f"header '{header}' names lineage")
+
+
+def idempotency_claim(request: web.Request, publisher: Publisher) -> IdempotencyClaim | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable chars")
+    return IdempotencyClaim(credential=publisher.credential, key=key)
+
+
+@dataclass
+class Form:
+    """What the descriptive parts said, and the stored (or replay-hashed) file."""
+
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    derived_from: tuple[str, ...] = ()
+    filename: str | None = None
+    declared_mime: str | None = None
+    stored: StoredObject | None = None
+    seen: set[str] = field(default_factory=set)
+
+
+async def _read_capped(part: BodyPartReader, cap: int) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(4096):
+        data += chunk
+        if len(data) > cap:
+            raise InvalidRequest(f"part '{part.name}' is larger than {cap} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"part '{part.name}' is not UTF-8") from None
+
+
+def _parse_descriptive(form: Form, name: str, text: str) -> None:
+    if name == "name":
+        try:
+            form.name = normalise_name(text)
+        except InvalidName as exc:
+            raise InvalidRequest(str(exc)) from None
+    elif name == "description":
+        form.description = text
+    elif name == "metadata":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise InvalidRequest("metadata is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise InvalidRequest("metadata must be a JSON object")
+        form.metadata = value
+    elif name == "derived_from":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise InvalidRequest("derived_from is not valid JSON") from None
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_DERIVED_FROM
+            or not all(isinstance(v, str) and v.startswith("art_") for v in value)
+        ):
+            raise InvalidRequest(
+                f"derived_from must be a JSON array of at most {MAX_DERIVED_FROM} artifact ids"
+            )
+        form.derived_from = tuple(dict.fromkeys(value))
+
+
+async def _file_chunks(part: BodyPartReader, request: web.Request) -> AsyncIterator[bytes]:
+    received = 0
+    while chunk := await part.read_chunk(READ_CHUNK):
+        received += len(chunk)
+        request["bytes_in"] = received
+        yield chunk
+
+
+async def _hash_only(part: BodyPartReader, limit: int) -> tuple[str, int]:
+    """Digest a replayed file without storing it again."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := await part.read_chunk(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise EntityTooLarge(limit)
+        digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+class Publish:
+    """One publish request, from the first header to the answer."""
+
+    def __init__(self, request: web.Request, project: str, publisher: Publisher) -> None:
+        self.request = request
+        self.project = project
+        self.publisher = publisher
+        self.config = request.app[CONFIG]
+        self.db = request.app[DB]
+        self.store = request.app[STORE]
+        self.artifact_id = artifacts.new_artifact_id()
+        self.key = artifacts.object_key(project, self.artifact_id)
+        self.pending = False  # a pending_uploads row exists
+        self.written = False  # an object exists under self.key
+        request["artifact_id"] = self.artifact_id
+
+    async def precheck_length(self) -> None:
+        length = self.request.content_length
+        if length is None or length <= FORM_OVERHEAD:
+            return
+        smallest = length - FORM_OVERHEAD
+        if smallest > self.config.max_artifact_bytes:
+            raise ArtifactTooLarge(
+                f"Content-Length {length} exceeds the maximum artifact size of "
+                f"{self.config.max_artifact_bytes} bytes"
+            )
+        state = await artifacts.quota_state(self.db, self.project, self.config.default_quota_bytes)
+        if smallest > state["limit_bytes"] - state["used_bytes"]:
+            raise artifacts.quota_exceeded(smallest, state)
+
+    async def _on_multipart(self, upload_id: str) -> None:
+        await artifacts.mark_pending(
+            self.db, project=self.project, artifact_id=self.artifact_id, key=self.key,
+            upload_id=upload_id,
+        )
+        self.pending = True
+
+    async def read_form(self, reader: MultipartReader, replay: Any) -> tuple[Form, str | None]:
+        """Read every part; store the file (or, on replay, only hash it)."""
+        form, replay_digest = Form(), None
+        parts = 0
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            parts += 1
+            if parts > MAX_PARTS:
+                raise InvalidRequest(f"a publish has at most {MAX_PARTS} parts")
+            if not isinstance(part, BodyPartReader):
+                raise InvalidRequest("nested multipart bodies are not accepted")
+            name = part.name
+            if name is None:
+                raise InvalidRequest("every part needs a Content-Disposition name")
+            if is_lineage_name(name):
+                raise LineageNotAllowed(f"part '{name}' names lineage")
+            if part.headers.get("Content-Encoding", "identity").lower() != "identity":
+                raise InvalidRequest("parts with a Content-Encoding are not accepted")
+            if name in form.seen:
+                what = "file parts" if name == "file" else f"'{name}' parts"
+                raise InvalidRequest(f"two {what}")
+            form.seen.add(name)
+            if name == "file":
+                form.filename = part.filename
+                form.declared_mime = part.headers.get("Content-Type")
+                if replay is not None:
+                    replay_digest, _ = await _hash_only(part, self.config.max_artifact_bytes)
+                else:
+                    form.stored = await self.store.put_stream(
+                        self.key,
+                        _file_chunks(part, self.request),
+                        max_bytes=self.config.max_artifact_bytes,
+                        on_multipart_started=self._on_multipart,
+                    )
+                    self.written = True
+            elif name in PART_CAPS:
+                _parse_descriptive(form, name, await _read_capped(part, PART_CAPS[name]))
+            else:
+                raise InvalidRequest(f"unknown part '{name}'")
+        if "file" not in form.seen:
+            raise InvalidRequest("the 'file' part is missing")
+        return form, replay_digest
+
+    def artifact_name(self, form: Form) -> str:
+        if form.name is not None:
+            return form.name
+        if not form.filename:
+            raise InvalidRequest("the file part has no filename and no 'name' part was sent")
+        try:
+            return normalise_name(form.filename)
+        except InvalidName as exc:
+            raise InvalidRequest(f"filename: {exc}") from None
+
+    def draft(self, form: Form, stored: StoredObject) -> ArtifactDraft:
+        name = self.artifact_name(form)
+        mime = content.resolve_mime(form.declared_mime, name)
+        verdict = content.sniff(stored.head, mime, complete=stored.size <= len(stored.head))
+        lineage = self.publisher.lineage
+        return ArtifactDraft(
+            artifact_id=self.artifact_id,
+            project=self.project,
+            name=name,
+            mime=mime,
+            mime_class=content.mime_class(mime),
+            size=stored.size,
+            sha256=stored.sha256,
+            sniffed_mime=verdict.sniffed_mime,
+            content_agrees=verdict.agrees,
+            owner_kind=self.publisher.owner_kind,
+            owner_id=self.publisher.owner_id,
+            created_by=self.publisher.created_by,
+            object_key=self.key,
+            storage_backend=self.store.backend_name,
+            lease_id=self.publisher.lease_id,
+            lineage=lineage,
+            description=form.description,
+            metadata=form.metadata,
+            derived_from=form.derived_from,
+        )
+
+    async def discard(self) -> None:
+        """Remove what this publish wrote. Runs to completion even if cancelled."""
+
+        if not (self.written or self.pending):
+            return
+
+        async def _discard() -> None:
+            try:
+                await self.store.delete(self.key)
+                if self.pending:
+                    await artifacts.clear_pending(self.db, self.key)
+            except Exception:
+                log.warning("publish.discard_failed", artifact_id=self.artifact_id, exc_info=True)
+
+        task = asyncio.ensure_future(_discard())
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+
+async def handle_publish(request: web.Request) -> web.Response:
+    project = project_of(request)
+    reject_lineage(request)
+    publisher = await publisher_of(request, project)
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("the publish body must be multipart/form-data")
+    job = Publish(request, project, publisher)
+    idempotency = idempotency_claim(request, publisher)
+    await job.precheck_length()
+    replay = None
+    if idempotency is not None:
+        replay = await artifacts.find_idempotent(job.db, project, idempotency)
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}") from None
+
+    if replay is not None:
+        form, digest = await job.read_form(reader, replay)
+        artifacts.check_replay(replay, sha256=digest or "", name=job.artifact_name(form))
+        return _answer(replay, project, status=200)
+
+    try:
+        form, _ = await job.read_form(reader, None)
+        assert form.stored is not None
+        draft = job.draft(form, form.stored)
+        try:
+            async with job.db.acquire() as conn:
+                row = await artifacts.commit_publish(
+                    conn,
+                    draft,
+                    default_quota=job.config.default_quota_bytes,
+                    idempotency=idempotency,
+                    pending=job.pending,
+                )
+        except artifacts.IdempotencyRace:
+            assert idempotency is not None
+            first = await artifacts.find_idempotent(job.db, project, idempotency)
+            assert first is not None
+            artifacts.check_replay(first, sha256=draft.sha256, name=draft.name)
+            await job.discard()
+            return _answer(first, project, status=200)
+    except BaseException:
+        await job.discard()
+        raise
+    log.info(
+        "artifact.published",
+        project=project,
+        artifact_id=job.artifact_id,
+        size=draft.size,
+        owner_kind=draft.owner_kind,
+        lease_id=draft.lease_id,
+    )
+    return _answer(row, project, status=201)
+
+
+def _answer(row: Any, project: str, *, status: int) -> web.Response:
+    location = f"/v1/projects/{project}/artifacts/{row['artifact_id']}"
+    return json_response(artifacts.reference(row), status=status, headers={"Location": location})

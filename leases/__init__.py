@@ -1,0 +1,49 @@
+"""Lease tokens and job claims: mint, verify, derive lineage, supersede, release.
+
+Stands alone: it imports neither ``gateway`` nor ``storage``.
+"""
+
+from leases.claims import (
+    LINEAGE_FIELDS,
+    Claim,
+    Lineage,
+    active_claim,
+    get_claim,
+    new_lease_id,
+    register_claim,
+    release_claim,
+    renew_claim,
+)
+from leases.errors import (
+    ClaimConflict,
+    ClaimNotFound,
+    LeaseError,
+    LeaseInactive,
+    LeaseSuperseded,
+    LeaseTokenInvalid,
+    LeaseWrongProject,
+)
+from leases.tokens import LEASE_TOKEN_TYPE, LeaseKey, LeaseTokenClaims, LeaseTokens
+
+__all__ = [
+    "LEASE_TOKEN_TYPE",
+    "LINEAGE_FIELDS",
+    "Claim",
+    "ClaimConflict",
+    "ClaimNotFound",
+    "LeaseError",
+    "LeaseInactive",
+    "LeaseKey",
+    "LeaseSuperseded",
+    "LeaseTokenClaims",
+    "LeaseTokenInvalid",
+    "LeaseTokens",
+    "LeaseWrongProject",
+    "Lineage",
+    "active_claim",
+    "get_claim",
+    "new_lease_id",
+    "register_claim",
+    "release_claim",
+    "renew_claim",
+]

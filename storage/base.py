@@ -1,0 +1,190 @@
+"""The object storage interface the rest of the gateway depends on.
+
+One small :class:`ObjectStore` protocol with the operations the publish and read
+paths and the garbage collector need, and the frozen values it returns. The S3
+implementation lives in :mod:`storage.s3`; tests and other backends only have to
+satisfy this protocol.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+#: How many leading bytes of a stream :meth:`ObjectStore.put_stream` returns as
+#: :attr:`StoredObject.head`, for content sniffing by the caller.
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredObject:
+    """An object that :meth:`ObjectStore.put_stream` stored completely.
+
+    ``sha256`` is the lowercase hex digest of exactly the ``size`` bytes stored,
+    computed while streaming; ``head`` holds the first ``min(size, 4096)`` bytes.
+    """
+
+    key: str
+    size: int
+    sha256: str
+    head: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectInfo:
+    """One entry of :meth:`ObjectStore.list_objects`; ``last_modified`` is in UTC."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncompleteUpload:
+    """A multipart upload that was started and neither completed nor aborted.
+
+    ``initiated`` is in UTC; the garbage collector aborts uploads older than the
+    longest publish it allows.
+    """
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+def format_range(
+    start: int | None = None, end: int | None = None, *, suffix_length: int | None = None
+) -> str | None:
+    """The HTTP ``Range`` header value for a byte range, or ``None`` for the whole object.
+
+    ``start`` and ``end`` are inclusive offsets (``bytes=start-end``); ``end`` may
+    be omitted (``bytes=start-``). ``suffix_length`` asks for the last ``n``
+    bytes (``bytes=-n``) and excludes the other two. Whether the range fits the
+    object is the store's decision (it raises
+    :class:`~storage.errors.RangeNotSatisfiable`); this only rejects values no
+    ``Range`` header can express, with :class:`ValueError`.
+    """
+    if suffix_length is not None:
+        if start is not None or end is not None:
+            raise ValueError("suffix_length excludes start and end")
+        if suffix_length < 0:
+            raise ValueError("suffix_length must not be negative")
+        return f"bytes=-{suffix_length}"
+    if start is None:
+        if end is not None:
+            raise ValueError("end needs a start; use suffix_length for the last bytes")
+        return None
+    if start < 0:
+        raise ValueError("start must not be negative")
+    if end is None:
+        return f"bytes={start}-"
+    if end < start:
+        raise ValueError("end must not be before start")
+    return f"bytes={start}-{end}"
+
+
+class ObjectReader(abc.ABC):
+    """A stored object (or a range of it) being streamed from the store.
+
+    ``content_length`` is the number of bytes this reader yields, ``total_size``
+    the size of the whole object and ``content_range`` the ``Content-Range``
+    value the store answered for a ranged read (``None`` for a whole-object
+    read). Iterate :meth:`iter_chunks` once; always :meth:`close` the reader (or
+    use it as an ``async with`` block) so an unread body releases its
+    connection.
+    """
+
+    def __init__(self, *, content_length: int, total_size: int, content_range: str | None):
+        self.content_length = content_length
+        self.total_size = total_size
+        self.content_range = content_range
+
+    @abc.abstractmethod
+    def iter_chunks(self, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        """Yield the body in chunks of at most ``chunk_size`` bytes, then stop."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the connection; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class ObjectStore(Protocol):
+    """Streaming object storage with the operations the gateway needs.
+
+    ``backend_name`` is a low-cardinality label (``"s3"``) for logs and
+    metrics. Every method raises only :class:`~storage.errors.StorageError`
+    subclasses (besides :class:`ValueError` for arguments no request could
+    carry, and cancellation).
+    """
+
+    backend_name: str
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        max_bytes: int,
+        content_type: str = "application/octet-stream",
+        on_multipart_started: Callable[[str], Awaitable[None]] | None = None,
+    ) -> StoredObject:
+        """Store the bytes of ``chunks`` under ``key`` in bounded memory.
+
+        Raises :class:`~storage.errors.EntityTooLarge` as soon as more than
+        ``max_bytes`` arrived. ``on_multipart_started`` is awaited with the
+        upload id when the stream turns out to need a multipart upload, so the
+        caller can record it for the garbage collector. On any failure or
+        cancellation nothing stays stored: a started multipart upload is
+        aborted before the exception propagates.
+        """
+        ...
+
+    async def open_range(
+        self,
+        key: str,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        suffix_length: int | None = None,
+    ) -> ObjectReader:
+        """Open the object, or the byte range :func:`format_range` describes, for streaming.
+
+        Raises :class:`~storage.errors.ObjectNotFound` and
+        :class:`~storage.errors.RangeNotSatisfiable`.
+        """
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing key succeeds."""
+        ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload and free its parts; a missing upload is fine."""
+        ...
+
+    async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        """All multipart uploads under ``prefix`` that are neither completed nor aborted."""
+        ...
+
+    def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Iterate over the objects under ``prefix`` in key order, page by page."""
+        ...
+
+    async def ping(self) -> None:
+        """Check the store answers; raises :class:`~storage.errors.StorageUnavailable`."""
+        ...

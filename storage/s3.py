@@ -1,0 +1,759 @@
+"""The S3 implementation of :class:`~storage.base.ObjectStore`, on aiobotocore.
+
+Works with AWS S3 and the S3 APIs of SeaweedFS, MinIO, Ceph RGW and R2 (path-style
+addressing, SigV4).
+
+Streaming upload (:meth:`S3ObjectStore.put_stream`)
+    Each chunk updates one sha256 and the byte count (the size limit is enforced
+    on the bytes actually received, never on a declared length). The first
+    256 KiB are staged in a small private buffer: a stream that ends there is one
+    ``PutObject`` and never touches the shared budget, so small publishes do not
+    queue behind large ones. A longer stream is copied into preallocated part
+    buffers lent by the store's :class:`~storage.buffers.BufferPool`; a stream
+    that ends within the first part is still one ``PutObject``, anything longer
+    becomes a multipart upload with at most ``part_concurrency`` parts in
+    flight. Memory is therefore bounded per upload (in-flight parts plus one
+    filling buffer) and per process (``buffer_budget_bytes``): an upload that
+    needs a new buffer waits for one, and meanwhile stops reading its client.
+
+    Bodies reach botocore as ``bytearray`` objects: botocore's parameter
+    validation accepts ``bytes``, ``bytearray`` and file-like objects but not
+    ``memoryview``, and a ``bytearray`` travels to aiohttp without a copy. A full
+    part is sent straight from its pooled buffer; the last, shorter part is
+    copied once into an exact-size ``bytes`` so the buffer can be reused at
+    once.
+
+    botocore is configured not to hash payloads (``payload_signing_enabled`` off,
+    checksums only where an operation requires them): the gateway computes
+    sha256 itself, and the bodies would otherwise be hashed twice more.
+
+Failure handling
+    Any exception or cancellation during :meth:`~S3ObjectStore.put_stream`
+    cancels the in-flight part uploads, waits for them and aborts the multipart
+    upload, in a separate task the caller's cancellation cannot interrupt. A
+    cancellation that arrives while the final ``PutObject`` or
+    ``CompleteMultipartUpload`` is on the wire also deletes the key, since the
+    store may have committed the object before the answer was lost.
+
+Errors and timeouts
+    Every S3 call goes through one helper that bounds it with
+    :func:`asyncio.timeout`, translates driver errors into
+    :mod:`storage.errors` and reports its duration to an optional observer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Mapping,
+)
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import aiohttp
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from storage.base import (
+    HEAD_BYTES,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectReader,
+    StoredObject,
+    format_range,
+)
+from storage.buffers import BufferPool, PartBuffer
+from storage.errors import (
+    EntityTooLarge,
+    ObjectNotFound,
+    RangeNotSatisfiable,
+    StorageError,
+    StorageUnavailable,
+)
+
+MiB: Final = 1024 * 1024
+#: S3's bounds on a part (every part but the last must be at least the minimum).
+MIN_PART_SIZE: Final = 5 * MiB
+MAX_PART_SIZE: Final = 5 * 1024 * MiB
+#: S3's limit on the number of parts of one multipart upload.
+MAX_PARTS: Final = 10_000
+#: Bytes staged outside the shared buffer budget before an upload takes a part buffer.
+SMALL_OBJECT_BYTES: Final = 256 * 1024
+#: botocore's attempts per call (the first try included).
+MAX_ATTEMPTS: Final = 3
+
+#: ``observer(operation, seconds, ok)``: called after every S3 operation.
+Observer = Callable[[str, float, bool], None]
+
+# S3 error codes that mean "try again later" rather than "this request is wrong".
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "OperationAborted",
+    }
+)
+_NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "NotFound", "404"})
+# Everything the drivers raise: botocore's own errors, S3 error answers, and
+# the aiohttp / socket / timeout errors that can escape a streaming body read.
+_DRIVER_ERRORS: Final = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
+_TOTAL_SIZE = re.compile(r"/(\d+)\s*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Settings:
+    """Connection and streaming settings of :class:`S3ObjectStore`.
+
+    ``endpoint_url`` is ``None`` for AWS itself. ``access_key_id`` and
+    ``secret_access_key`` of ``None`` use botocore's default credential chain.
+    ``part_size`` is the multipart part size and the size of each pooled buffer;
+    ``part_concurrency`` bounds the parts in flight per upload and
+    ``buffer_budget_bytes`` the part buffers of the whole store (rounded down to
+    whole buffers). ``timeout_seconds`` bounds connecting and every control call;
+    data calls get ``read_timeout`` per socket read.
+    """
+
+    endpoint_url: str | None
+    bucket: str
+    region: str
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    part_size: int = 8 * MiB
+    part_concurrency: int = 4
+    buffer_budget_bytes: int = 128 * MiB
+    timeout_seconds: float = 10.0
+    max_pool_connections: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ValueError("bucket must not be empty")
+        if not MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE:
+            raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}")
+        if self.part_concurrency < 1:
+            raise ValueError("part_concurrency must be at least 1")
+        if self.buffer_budget_bytes < self.part_size:
+            raise ValueError("buffer_budget_bytes must hold at least one part")
+        if self.timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
+        if self.max_pool_connections < 1:
+            raise ValueError("max_pool_connections must be at least 1")
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds one socket read may wait: S3 can be slow to answer a large part."""
+        return max(60.0, self.timeout_seconds * 6)
+
+    @property
+    def buffer_count(self) -> int:
+        """How many part buffers the budget holds."""
+        return self.buffer_budget_bytes // self.part_size
+
+
+def client_config(settings: S3Settings) -> Config:
+    """The botocore client configuration for ``settings``.
+
+    SigV4 with path-style addressing (what S3-compatible servers expect), no
+    payload hashing or request checksums beyond what an operation requires,
+    standard-mode retries (connection errors back off by tens of milliseconds,
+    so an unreachable endpoint fails fast) and a pool sized for concurrent
+    part uploads.
+    """
+    return Config(
+        signature_version="s3v4",
+        region_name=settings.region,
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        connect_timeout=settings.timeout_seconds,
+        read_timeout=settings.read_timeout,
+        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        max_pool_connections=settings.max_pool_connections,
+    )
+
+
+def _total_size_from(response: Mapping[str, Any]) -> int | None:
+    """The object size an S3 ``InvalidRange`` answer reports, if any."""
+    error = response.get("Error") or {}
+    actual = error.get("ActualObjectSize")
+    if actual is not None and str(actual).isdigit():
+        return int(actual)
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    match = _TOTAL_SIZE.search(str(headers.get("content-range", "")))
+    return int(match.group(1)) if match else None
+
+
+def translate_error(operation: str, exc: BaseException, *, key: str | None = None) -> StorageError:
+    """The domain error for a driver exception raised by ``operation``.
+
+    ``key`` is the object the operation addressed, for :class:`ObjectNotFound`.
+    Storage errors pass through unchanged.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or "")
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        if key is not None and code in _NOT_FOUND_CODES:
+            return ObjectNotFound(key, operation=operation)
+        if code == "InvalidRange" or status == 416:
+            return RangeNotSatisfiable(_total_size_from(exc.response), operation=operation)
+        detail = f"{code} {message}".strip() or str(exc)
+        if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return StorageUnavailable(operation, detail, code=code or None)
+        return StorageError(f"{operation} failed: {detail}", operation=operation, code=code or None)
+    transient = (
+        BotoConnectionError,
+        HTTPClientError,
+        IncompleteReadError,
+        aiohttp.ClientError,
+        OSError,
+        TimeoutError,
+    )
+    if isinstance(exc, transient):
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError) and not str(exc):
+            detail = "no answer in time"
+        return StorageUnavailable(operation, detail, code=type(exc).__name__)
+    return StorageError(f"{operation} failed: {exc}", operation=operation, code=type(exc).__name__)
+
+
+@contextlib.contextmanager
+def translated_errors(operation: str, *, key: str | None = None) -> Iterator[None]:
+    """Re-raise any driver exception in the block as its :mod:`storage.errors` equivalent."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except _DRIVER_ERRORS as exc:
+        raise translate_error(operation, exc, key=key) from exc
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class S3ObjectReader(ObjectReader):
+    """A ``GetObject`` body being streamed; see :class:`~storage.base.ObjectReader`."""
+
+    def __init__(
+        self,
+        body: Any,
+        *,
+        key: str,
+        content_length: int,
+        total_size: int,
+        content_range: str | None,
+    ):
+        super().__init__(
+            content_length=content_length, total_size=total_size, content_range=content_range
+        )
+        self.key = key
+        self._body = body
+        self._closed = False
+
+    async def iter_chunks(self, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        while not self._closed:
+            # aiohttp's socket read timeout (read_timeout) bounds each read.
+            with translated_errors("get_object", key=self.key):
+                chunk = await self._body.read(chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._body.close()
+
+
+class _PartUploads:
+    """The part uploads of one multipart upload, at most ``concurrency`` in flight."""
+
+    def __init__(self, store: S3ObjectStore, key: str, upload_id: str, concurrency: int):
+        self._store = store
+        self.key = key
+        self.upload_id = upload_id
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._etags: dict[int, str] = {}
+        self._failure: BaseException | None = None
+        self._next_part = 1
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def submit(self, buffer: PartBuffer, length: int) -> None:
+        """Upload ``buffer[:length]`` as the next part; owns (and releases) ``buffer``.
+
+        Waits while ``concurrency`` parts are in flight. Raises the error of a
+        part that already failed instead of starting another.
+        """
+        try:
+            self._raise_failure()
+            await self._slots.acquire()
+        except BaseException:
+            buffer.release()
+            raise
+        try:
+            self._raise_failure()
+        except BaseException:
+            self._slots.release()
+            buffer.release()
+            raise
+        part_number, self._next_part = self._next_part, self._next_part + 1
+        task = asyncio.create_task(
+            self._upload(part_number, buffer, length), name=f"upload_part {part_number}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._part_done)
+
+    async def _upload(self, part_number: int, buffer: PartBuffer, length: int) -> None:
+        sent = False
+        try:
+            body: bytes | bytearray
+            if length == len(buffer.data):
+                body = buffer.data
+            else:
+                body = bytes(buffer.view[:length])
+                buffer.release()
+            response = await self._store._call(
+                "upload_part",
+                timeout=self._store._data_timeout,
+                Bucket=self._store.settings.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=part_number,
+                Body=body,
+            )
+            self._etags[part_number] = response["ETag"]
+            sent = True
+        finally:
+            # After a failure the HTTP transport may still reference the memory.
+            buffer.release(reuse=sent)
+            self._slots.release()
+
+    def _part_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._failure is None:
+            self._failure = exc
+
+    async def wait(self) -> None:
+        """Wait for every submitted part; raise the first failure."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        self._raise_failure()
+
+    async def cancel(self) -> None:
+        """Cancel the parts still in flight and wait until they are gone."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def parts(self) -> list[dict[str, Any]]:
+        return [{"ETag": self._etags[n], "PartNumber": n} for n in sorted(self._etags)]
+
+
+class _StreamUpload:
+    """The state of one :meth:`S3ObjectStore.put_stream` call between chunks."""
+
+    def __init__(
+        self,
+        store: S3ObjectStore,
+        key: str,
+        content_type: str,
+        on_multipart_started: Callable[[str], Awaitable[None]] | None,
+    ):
+        self._store = store
+        self._key = key
+        self._content_type = content_type
+        self._on_multipart_started = on_multipart_started
+        self._part_size = store.settings.part_size
+        self._staging = bytearray()
+        self._small_limit = min(SMALL_OBJECT_BYTES, self._part_size)
+        self._buffer: PartBuffer | None = None
+        self._filled = 0
+        self._upload: _PartUploads | None = None
+        self._committing = False
+
+    async def write(self, chunk: bytes) -> None:
+        if self._buffer is None and self._upload is None:
+            if len(self._staging) + len(chunk) <= self._small_limit:
+                self._staging += chunk
+                return
+            if self._staging:
+                staged, self._staging = self._staging, bytearray()
+                await self._copy(memoryview(staged))
+        await self._copy(memoryview(chunk))
+
+    async def _copy(self, data: memoryview) -> None:
+        offset, total = 0, len(data)
+        while offset < total:
+            if self._buffer is None:
+                # Holding no filling buffer while waiting: deadlock-free.
+                self._buffer = await self._store.pool.acquire()
+                self._filled = 0
+            elif self._filled == self._part_size:
+                # A full buffer is only sent once more bytes prove it is not the
+                # last one, so a stream of exactly one part stays one PutObject.
+                await self._send_full_part()
+                continue
+            take = min(self._part_size - self._filled, total - offset)
+            self._buffer.view[self._filled : self._filled + take] = data[offset : offset + take]
+            self._filled += take
+            offset += take
+
+    async def _send_full_part(self) -> None:
+        if self._upload is None:
+            response = await self._store._call(
+                "create_multipart_upload",
+                timeout=self._store._control_timeout,
+                Bucket=self._store.settings.bucket,
+                Key=self._key,
+                ContentType=self._content_type,
+            )
+            self._upload = _PartUploads(
+                self._store, self._key, response["UploadId"], self._store.settings.part_concurrency
+            )
+            if self._on_multipart_started is not None:
+                await self._on_multipart_started(self._upload.upload_id)
+        buffer, self._buffer = self._buffer, None
+        assert buffer is not None
+        await self._upload.submit(buffer, self._filled)
+
+    async def finish(self) -> None:
+        """Commit the object: one PutObject, or the last part and CompleteMultipartUpload."""
+        store = self._store
+        if self._upload is None:
+            buffer, self._buffer = self._buffer, None
+            body: bytes | bytearray = self._staging
+            if buffer is not None:
+                if self._filled == self._part_size:
+                    body = buffer.data
+                else:
+                    body = bytes(buffer.view[: self._filled])
+                    buffer.release()
+            sent = False
+            self._committing = True
+            try:
+                await store._call(
+                    "put_object",
+                    timeout=store._data_timeout,
+                    Bucket=store.settings.bucket,
+                    Key=self._key,
+                    Body=body,
+                    ContentType=self._content_type,
+                )
+                sent = True
+            finally:
+                if buffer is not None:
+                    buffer.release(reuse=sent)
+            self._committing = False
+            return
+        buffer, self._buffer = self._buffer, None
+        if buffer is not None:
+            if self._filled:
+                await self._upload.submit(buffer, self._filled)
+            else:
+                buffer.release()
+        await self._upload.wait()
+        self._committing = True
+        await store._call(
+            "complete_multipart_upload",
+            timeout=store._data_timeout,
+            Bucket=store.settings.bucket,
+            Key=self._key,
+            UploadId=self._upload.upload_id,
+            MultipartUpload={"Parts": self._upload.parts()},
+        )
+        self._committing = False
+
+    async def abort(self, *, cancelled: bool) -> None:
+        """Undo whatever was written; best effort, never raises a storage error."""
+        if self._buffer is not None:
+            self._buffer.release()
+            self._buffer = None
+        store = self._store
+        if self._upload is not None:
+            await self._upload.cancel()
+            with contextlib.suppress(StorageError):
+                await store.abort_multipart(self._key, self._upload.upload_id)
+        if self._committing and cancelled:
+            with contextlib.suppress(StorageError):
+                await store.delete(self._key)
+
+
+class S3ObjectStore:
+    """An :class:`~storage.base.ObjectStore` on one S3 bucket.
+
+    Create it with ``async with S3ObjectStore.connect(settings) as store:``,
+    which owns the aiobotocore client. ``observer``, if given, is called as
+    ``observer(operation, seconds, ok)`` after every S3 call (``ok`` is false
+    when the call failed; a missing object or an unsatisfiable range is an
+    answer, not a failure; cancelled calls are not reported); exceptions it
+    raises are ignored.
+    """
+
+    backend_name: str = "s3"
+
+    def __init__(self, client: Any, settings: S3Settings, *, observer: Observer | None = None):
+        self._client = client
+        self.settings = settings
+        self._observer = observer
+        self.pool = BufferPool(settings.part_size, settings.buffer_count)
+        self._control_timeout = settings.timeout_seconds * MAX_ATTEMPTS
+        self._data_timeout = settings.read_timeout * MAX_ATTEMPTS
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls, settings: S3Settings, *, observer: Observer | None = None
+    ) -> AsyncIterator[S3ObjectStore]:
+        """Create the aiobotocore client, yield the store, close the client on exit.
+
+        On exit it first waits (up to the control timeout) for aborts still
+        running on behalf of cancelled uploads.
+        """
+        session = get_session()
+        async with session.create_client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+            config=client_config(settings),
+        ) as client:
+            store = cls(client, settings, observer=observer)
+            try:
+                yield store
+            finally:
+                await store._finish_cleanups()
+                store.pool.close()
+
+    async def _finish_cleanups(self) -> None:
+        if self._cleanups:
+            await asyncio.wait(set(self._cleanups), timeout=self._control_timeout)
+
+    def _observe(self, operation: str, started: float, ok: bool) -> None:
+        if self._observer is not None:
+            with contextlib.suppress(Exception):
+                self._observer(operation, time.perf_counter() - started, ok)
+
+    async def _call(
+        self,
+        operation: str,
+        *,
+        timeout: float | None,
+        key: str | None = None,
+        ok_codes: Collection[str] = (),
+        **params: Any,
+    ) -> Any:
+        """Run one aiobotocore operation: bounded, translated and observed.
+
+        Returns the parsed response, or ``None`` when S3 answered one of
+        ``ok_codes`` (errors the caller treats as success).
+        """
+        started = time.perf_counter()
+        try:
+            with translated_errors(operation, key=key):
+                async with asyncio.timeout(timeout):
+                    response = await getattr(self._client, operation)(**params)
+        except StorageError as exc:
+            if exc.code is not None and exc.code in ok_codes:
+                self._observe(operation, started, True)
+                return None
+            self._observe(operation, started, isinstance(exc, ObjectNotFound | RangeNotSatisfiable))
+            raise
+        self._observe(operation, started, True)
+        return response
+
+    async def _shielded(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        """Run ``cleanup`` to the end even if the awaiting task is cancelled meanwhile."""
+        task = asyncio.create_task(cleanup)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        await asyncio.shield(task)
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        max_bytes: int,
+        content_type: str = "application/octet-stream",
+        on_multipart_started: Callable[[str], Awaitable[None]] | None = None,
+    ) -> StoredObject:
+        """Stream ``chunks`` into ``key``; see :meth:`storage.base.ObjectStore.put_stream`.
+
+        ``max_bytes`` must fit in ``MAX_PARTS`` parts of ``part_size``
+        (:class:`ValueError` otherwise). ``on_multipart_started`` runs while the
+        upload holds one full part buffer; it must not wait for other uploads.
+        """
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        if max_bytes > self.settings.part_size * MAX_PARTS:
+            raise ValueError(f"max_bytes exceeds {MAX_PARTS} parts of {self.settings.part_size}")
+        digest = hashlib.sha256()
+        size = 0
+        head = bytearray()
+        upload = _StreamUpload(self, key, content_type, on_multipart_started)
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if size > max_bytes:
+                    raise EntityTooLarge(max_bytes)
+                digest.update(chunk)
+                if len(head) < HEAD_BYTES:
+                    head += chunk[: HEAD_BYTES - len(head)]
+                await upload.write(chunk)
+            await upload.finish()
+        except BaseException as exc:
+            await self._shielded(upload.abort(cancelled=isinstance(exc, asyncio.CancelledError)))
+            raise
+        return StoredObject(key=key, size=size, sha256=digest.hexdigest(), head=bytes(head))
+
+    async def open_range(
+        self,
+        key: str,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        suffix_length: int | None = None,
+    ) -> ObjectReader:
+        """Open ``key`` (or a byte range of it) for streaming; ranges go to S3 as given."""
+        header = format_range(start, end, suffix_length=suffix_length)
+        params: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": key}
+        if header is not None:
+            params["Range"] = header
+        response = await self._call("get_object", timeout=self._control_timeout, key=key, **params)
+        content_length = int(response["ContentLength"])
+        content_range = response.get("ContentRange")
+        total_size = content_length
+        if content_range:
+            match = _TOTAL_SIZE.search(content_range)
+            if match:
+                total_size = int(match.group(1))
+        return S3ObjectReader(
+            response["Body"],
+            key=key,
+            content_length=content_length,
+            total_size=total_size,
+            content_range=content_range,
+        )
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key``; S3 answers a missing key like a deleted one."""
+        await self._call(
+            "delete_object",
+            timeout=self._control_timeout,
+            ok_codes=_NOT_FOUND_CODES,
+            Bucket=self.settings.bucket,
+            Key=key,
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort the upload and free its parts; an unknown upload id is fine."""
+        await self._call(
+            "abort_multipart_upload",
+            timeout=self._control_timeout,
+            ok_codes=frozenset({"NoSuchUpload", *_NOT_FOUND_CODES}),
+            Bucket=self.settings.bucket,
+            Key=key,
+            UploadId=upload_id,
+        )
+
+    async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        """Every unfinished multipart upload under ``prefix`` (all pages)."""
+        uploads: list[IncompleteUpload] = []
+        markers: dict[str, str] = {}
+        while True:
+            page = await self._call(
+                "list_multipart_uploads",
+                timeout=self._control_timeout,
+                Bucket=self.settings.bucket,
+                Prefix=prefix,
+                **markers,
+            )
+            uploads.extend(
+                IncompleteUpload(
+                    key=item["Key"], upload_id=item["UploadId"], initiated=_utc(item["Initiated"])
+                )
+                for item in page.get("Uploads", ())
+            )
+            key_marker = page.get("NextKeyMarker")
+            if not page.get("IsTruncated") or not key_marker:
+                return uploads
+            markers = {"KeyMarker": key_marker}
+            if page.get("NextUploadIdMarker"):
+                markers["UploadIdMarker"] = page["NextUploadIdMarker"]
+
+    async def list_objects(
+        self, prefix: str, *, page_size: int = 1000
+    ) -> AsyncIterator[ObjectInfo]:
+        """Yield the objects under ``prefix`` in key order, fetching ``page_size`` per call."""
+        token: dict[str, str] = {}
+        while True:
+            page = await self._call(
+                "list_objects_v2",
+                timeout=self._control_timeout,
+                Bucket=self.settings.bucket,
+                Prefix=prefix,
+                MaxKeys=page_size,
+                **token,
+            )
+            for item in page.get("Contents", ()):
+                yield ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    last_modified=_utc(item["LastModified"]),
+                )
+            next_token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not next_token:
+                return
+            token = {"ContinuationToken": next_token}
+
+    async def ping(self) -> None:
+        """``HeadBucket`` within ``timeout_seconds``.
+
+        Any failure, including a missing bucket or refused credentials, is
+        reported as :class:`StorageUnavailable`: the store cannot serve.
+        """
+        try:
+            await self._call(
+                "head_bucket", timeout=self.settings.timeout_seconds, Bucket=self.settings.bucket
+            )
+        except StorageUnavailable:
+            raise
+        except StorageError as exc:
+            raise StorageUnavailable("head_bucket", str(exc), code=exc.code) from exc

@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gateway.config import Config, ConfigError
+
+
+def test_defaults_match_the_design() -> None:
+    config = Config.from_env({})
+    assert (config.host, config.port) == ("127.0.0.1", 8080)
+    assert config.s3_bucket == "artifacts"
+    assert config.auth_jwt_issuer == "mobius"
+    assert config.auth_jwt_audience == "mobius-artifacts"
+    assert config.lease_max_ttl_seconds == 86400
+    assert config.default_quota_bytes == 10737418240
+    assert config.max_artifact_bytes == 5368709120
+    assert (config.log_level, config.log_format) == ("info", "json")
+    assert config.metrics_port is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("GATEWAY_PORT", "eighty", "must be an integer"),
+        ("GATEWAY_PORT", "70000", "between 0 and 65535"),
+        ("GATEWAY_DEFAULT_QUOTA_BYTES", "-1", "at least 0"),
+        ("GATEWAY_MAX_ARTIFACT_BYTES", "0", "at least 1"),
+        ("GATEWAY_LOG_LEVEL", "loud", "must be one of"),
+        ("GATEWAY_LOG_FORMAT", "xml", "must be one of"),
+        ("GATEWAY_S3_ENDPOINT_URL", "ftp://x", "http:// or https://"),
+        ("GATEWAY_AUTH_JWT_SECRET", "short", "at least 32"),
+        ("GATEWAY_URL_SIGNING_KEYS", "a:0123456789abcdef0123456789abcdef,b", "kid:secret"),
+        ("GATEWAY_URL_SIGNING_KEYS", "a:0123456789abcdef0123456789abcdef,a:0123456789abcdef0123456789abcdef", "twice"),
+        ("GATEWAY_AUTH_JWT_PUBLIC_KEYS", "/nonexistent/jwks.json", "cannot read"),
+    ],
+)
+def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({variable: value})
+    assert info.value.variable == variable
+    assert message in str(info.value)
+    assert str(info.value).startswith(variable + ":")
+
+
+def test_signing_keys_first_signs(tmp_path) -> None:
+    config = Config.from_env(
+        {"GATEWAY_URL_SIGNING_KEYS": "new:0123456789abcdef0123456789abcdefX, old:0123456789abcdef0123456789abcdefY"}
+    )
+    assert [k.kid for k in config.url_signing_keys] == ["new", "old"]
+    single = Config.from_env({"GATEWAY_LEASE_SIGNING_KEY": "0123456789abcdef0123456789abcdef-secret"})
+    assert single.lease_signing_keys[0].kid == "lease-1"
+    assert "secret" not in repr(single)
+
+
+def test_jwks_file_is_loaded_and_checked(tmp_path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "abc"}]}))
+    with pytest.raises(ConfigError, match="needs a 'kid'"):
+        Config.from_env({"GATEWAY_AUTH_JWT_PUBLIC_KEYS": str(path)})
+    path.write_text("not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        Config.from_env({"GATEWAY_AUTH_JWT_PUBLIC_KEYS": str(path)})
+
+
+def test_cli_stops_with_one_line_naming_the_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env={"GATEWAY_PORT": "not-a-port", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "artifact-gateway: GATEWAY_PORT: must be an integer (got 'not-a-port')"
+    ]
+
+
+def test_serve_requires_configured_backends() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "GATEWAY_DATABASE_URL: is required" in result.stderr
