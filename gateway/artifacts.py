@@ -140,6 +140,20 @@ async def quota_state(conn: Any, project: str, default_limit: int) -> dict[str, 
     }
 
 
+async def set_quota(conn: Any, project: str, limit: int, default_limit: int) -> dict[str, Any]:
+    """Set the project's limit. Lowering it below usage blocks new publishes only."""
+    await conn.execute(
+        """
+        INSERT INTO projects (project_id, limit_bytes) VALUES ($1, $2)
+        ON CONFLICT (project_id) DO UPDATE SET limit_bytes = EXCLUDED.limit_bytes,
+            updated_at = now()
+        """,
+        project,
+        limit,
+    )
+    return await quota_state(conn, project, default_limit)
+
+
 def quota_exceeded(size: int, state: dict[str, Any]) -> QuotaExceeded:
     left = max(0, state["limit_bytes"] - state["used_bytes"])
     return QuotaExceeded(
@@ -153,14 +167,14 @@ def quota_exceeded(size: int, state: dict[str, Any]) -> QuotaExceeded:
 # makes an overrun impossible. A project without a row gets the default limit ($3).
 _CHARGE = """
 INSERT INTO projects AS p (project_id, used_bytes, artifact_count, event_seq)
-SELECT $1, $2, 1, 1
-WHERE $2 <= $3 OR EXISTS (SELECT 1 FROM projects WHERE project_id = $1)
+SELECT $1::text, $2::bigint, 1, 1
+WHERE $2::bigint <= $3::bigint OR EXISTS (SELECT 1 FROM projects WHERE project_id = $1::text)
 ON CONFLICT (project_id) DO UPDATE
 SET used_bytes = p.used_bytes + EXCLUDED.used_bytes,
     artifact_count = p.artifact_count + 1,
     event_seq = p.event_seq + 1,
     updated_at = now()
-WHERE p.used_bytes + EXCLUDED.used_bytes <= COALESCE(p.limit_bytes, $3)
+WHERE p.used_bytes + EXCLUDED.used_bytes <= COALESCE(p.limit_bytes, $3::bigint)
 RETURNING event_seq
 """
 

@@ -14,7 +14,7 @@ from aiohttp import web
 import leases
 from gateway.auth import Principal
 from gateway.errors import Unauthenticated
-from gateway.state import DB, LEASE_TOKENS, PRINCIPALS
+from gateway.state import DB, LEASE_TOKENS, PRINCIPALS, context
 
 LEASE_HEADER = "X-Mobius-Lease-Token"
 
@@ -31,15 +31,14 @@ def bearer_token(request: web.Request) -> str | None:
 
 def principal_of(request: web.Request) -> Principal:
     """The verified principal of the request; 401 without a valid token."""
-    cached = request.get("_principal")
-    if isinstance(cached, Principal):
-        return cached
+    ctx = context(request)
+    if ctx.principal is not None:
+        return ctx.principal
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("a bearer token is required")
     principal = request.app[PRINCIPALS].verify(token)
-    request["_principal"] = principal
-    request["principal"] = principal.sub
+    ctx.principal = principal
     return principal
 
 
@@ -65,7 +64,7 @@ async def publisher_of(request: web.Request, project: str) -> Publisher:
     lease_token = request.headers.get(LEASE_HEADER)
     if lease_token is not None:
         claims = request.app[LEASE_TOKENS].verify(lease_token.strip())
-        request["lease_id"] = claims.lease_id
+        context(request).lease_id = claims.lease_id
         claim = await leases.active_claim(request.app[DB], claims.lease_id)
         if claim.project != claims.project:
             raise leases.LeaseInactive(claims.lease_id, "unknown")

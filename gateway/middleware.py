@@ -13,16 +13,14 @@ from ulid import ULID
 
 from gateway.errors import PROBLEM_CONTENT_TYPE, InternalError, Problem, problem_for
 from gateway.logs import get_logger
+from gateway.state import REQUEST_CONTEXT, RequestContext, context
 
 log = get_logger("gateway.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
-# Keys handlers may set on the request for the access log.
-LOG_FIELDS = ("project", "artifact_id", "lease_id", "principal")
-
 
 def request_id_of(request: web.Request) -> str:
-    return str(request.get("request_id", ""))
+    return context(request).request_id
 
 
 def route_of(request: web.Request) -> str:
@@ -34,7 +32,8 @@ def route_of(request: web.Request) -> str:
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else str(ULID())
-    request["request_id"] = request_id
+    ctx = RequestContext(request_id=request_id)
+    request[REQUEST_CONTEXT] = ctx
     started = time.perf_counter()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -48,16 +47,15 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         status = 499 if request.transport is None or request.transport.is_closing() else 500
         raise
     finally:
-        fields = {key: request[key] for key in LOG_FIELDS if key in request}
         log.info(
             "http.request",
             method=request.method,
             route=route_of(request),
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            bytes_in=request.get("bytes_in", request.content_length or 0),
+            bytes_in=ctx.bytes_in if ctx.bytes_in is not None else request.content_length or 0,
             bytes_out=response.body_length if response is not None else 0,
-            **fields,
+            **ctx.log_fields(),
         )
 
 
@@ -93,5 +91,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: every response, streamed or not, carries X-Request-ID."""
-    if "request_id" in request:
-        response.headers["X-Request-ID"] = request_id_of(request)
+    request_id = request_id_of(request)
+    if request_id:
+        response.headers["X-Request-ID"] = request_id

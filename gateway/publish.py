@@ -37,7 +37,7 @@ from gateway.errors import (
 from gateway.jsonio import json_response
 from gateway.logs import get_logger
 from gateway.names import InvalidName, normalise_name
-from gateway.state import CONFIG, DB, STORE
+from gateway.state import CONFIG, DB, STORE, context
 from storage import EntityTooLarge, StoredObject
 
 log = get_logger("gateway.publish")
@@ -153,9 +153,10 @@ def _parse_descriptive(form: Form, name: str, text: str) -> None:
 
 async def _file_chunks(part: BodyPartReader, request: web.Request) -> AsyncIterator[bytes]:
     received = 0
+    ctx = context(request)
     while chunk := await part.read_chunk(READ_CHUNK):
         received += len(chunk)
-        request["bytes_in"] = received
+        ctx.bytes_in = received
         yield chunk
 
 
@@ -184,7 +185,7 @@ class Publish:
         self.key = artifacts.object_key(project, self.artifact_id)
         self.pending = False  # a pending_uploads row exists
         self.written = False  # an object exists under self.key
-        request["artifact_id"] = self.artifact_id
+        context(request).artifact_id = self.artifact_id
 
     async def precheck_length(self) -> None:
         length = self.request.content_length

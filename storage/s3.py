@@ -16,12 +16,15 @@ Streaming upload (:meth:`S3ObjectStore.put_stream`)
     filling buffer) and per process (``buffer_budget_bytes``): an upload that
     needs a new buffer waits for one, and meanwhile stops reading its client.
 
-    Bodies reach botocore as ``bytearray`` objects: botocore's parameter
-    validation accepts ``bytes``, ``bytearray`` and file-like objects but not
-    ``memoryview``, and a ``bytearray`` travels to aiohttp without a copy. A full
-    part is sent straight from its pooled buffer; the last, shorter part is
-    copied once into an exact-size ``bytes`` so the buffer can be reused at
-    once.
+    Request bodies: botocore accepts ``bytes``, ``bytearray`` and file-like
+    objects (its parameter validation rejects a bare ``memoryview``), and
+    aiohttp warns about, and slices a copy of, any ``bytes``/``bytearray`` body
+    over 1 MiB. So a staged small object is sent as its ``bytearray``, and a
+    part buffer as a :class:`BufferBody`: a read-only ``io.BytesIO`` over the
+    pooled memory whose reads return ``memoryview`` slices, which aiohttp writes
+    to the socket in 256 KiB steps without copying. The buffer is reused only
+    after its request completed; after a failed request it is dropped, since the
+    transport may still reference it.
 
     botocore is configured not to hash payloads (``payload_signing_enabled`` off,
     checksums only where an operation requires them): the gateway computes
@@ -46,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import re
 import time
 from collections.abc import (
@@ -60,12 +64,19 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from aiobotocore.session import get_session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from storage.base import (
@@ -85,6 +96,9 @@ from storage.errors import (
     StorageUnavailable,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
 MiB: Final = 1024 * 1024
 #: S3's bounds on a part (every part but the last must be at least the minimum).
 MIN_PART_SIZE: Final = 5 * MiB
@@ -93,8 +107,10 @@ MAX_PART_SIZE: Final = 5 * 1024 * MiB
 MAX_PARTS: Final = 10_000
 #: Bytes staged outside the shared buffer budget before an upload takes a part buffer.
 SMALL_OBJECT_BYTES: Final = 256 * 1024
-#: botocore's attempts per call (the first try included).
-MAX_ATTEMPTS: Final = 3
+#: botocore's ``max_attempts``: retries after the first try, so 4 attempts in all.
+RETRIES: Final = 3
+#: Delay before the n-th retry of a refused connection (doubling from here).
+UNREACHABLE_RETRY_DELAY: Final = 0.05
 
 #: ``observer(operation, seconds, ok)``: called after every S3 operation.
 Observer = Callable[[str, float, bool], None]
@@ -173,9 +189,9 @@ def client_config(settings: S3Settings) -> Config:
 
     SigV4 with path-style addressing (what S3-compatible servers expect), no
     payload hashing or request checksums beyond what an operation requires,
-    standard-mode retries (connection errors back off by tens of milliseconds,
-    so an unreachable endpoint fails fast) and a pool sized for concurrent
-    part uploads.
+    standard-mode retries (3 after the first attempt; :meth:`S3ObjectStore.connect`
+    adds :func:`retry_unreachable_quickly` so an unreachable endpoint fails
+    fast) and a pool sized for concurrent part uploads.
     """
     return Config(
         signature_version="s3v4",
@@ -185,9 +201,31 @@ def client_config(settings: S3Settings) -> Config:
         response_checksum_validation="when_required",
         connect_timeout=settings.timeout_seconds,
         read_timeout=settings.read_timeout,
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        retries={"max_attempts": RETRIES, "mode": "standard"},
         max_pool_connections=settings.max_pool_connections,
     )
+
+
+def retry_unreachable_quickly(
+    attempts: int, caught_exception: BaseException | None = None, **_: Any
+) -> float | bool | None:
+    """A ``needs-retry`` hook: fail fast when the endpoint cannot be reached.
+
+    botocore backs off up to 1, 2 and 4 seconds between attempts, also when
+    nobody listens on the endpoint, so a refused connection would take seconds
+    to report. This hook, registered ahead of botocore's own, answers first for
+    connection failures: a refused connection (or failed DNS lookup) is retried
+    after 50, 100 and 200 ms, and a connect timeout, which already waited
+    ``timeout_seconds``, is not retried. Every other failure is left to
+    botocore (``None``). Returns the delay in seconds, or ``False`` to stop.
+    """
+    if isinstance(caught_exception, ConnectTimeoutError):
+        return False
+    if isinstance(caught_exception, EndpointConnectionError):
+        if attempts > RETRIES:
+            return False
+        return float(UNREACHABLE_RETRY_DELAY * 2 ** (attempts - 1))
+    return None
 
 
 def _total_size_from(response: Mapping[str, Any]) -> int | None:
@@ -247,6 +285,63 @@ def translated_errors(operation: str, *, key: str | None = None) -> Iterator[Non
         raise
     except _DRIVER_ERRORS as exc:
         raise translate_error(operation, exc, key=key) from exc
+
+
+class BufferBody(io.BytesIO):
+    """A request body reading from a memoryview without copying it.
+
+    Subclasses :class:`io.BytesIO` so that aiohttp streams it in the event loop
+    (``BytesIOPayload``: 256 KiB reads, yielding between them) rather than in a
+    thread, and so botocore can take its length and rewind it for a retry. The
+    inherited buffer stays empty: every method a reader uses is served from
+    ``view``. :meth:`read` returns ``memoryview`` slices; aiohttp's writer,
+    :mod:`hashlib` and :mod:`zlib` accept any buffer.
+    """
+
+    def __init__(self, view: memoryview):
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def read(self, size: int | None = -1, /) -> memoryview:  # type: ignore[override]
+        start = self._position
+        stop = len(self._view) if size is None or size < 0 else min(len(self._view), start + size)
+        self._position = max(start, stop)
+        return self._view[start:stop]
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        target = memoryview(buffer).cast("B")
+        chunk = self.read(len(target))
+        target[: len(chunk)] = chunk
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        if whence not in base:
+            raise ValueError(f"invalid whence {whence}")
+        position = base[whence] + offset
+        if position < 0:
+            raise ValueError("negative seek position")
+        self._position = position
+        return position
+
+    def tell(self) -> int:
+        return self._position
+
+    def getbuffer(self) -> memoryview:
+        return self._view[:]  # a new view: callers release theirs with `with`
+
+    def getvalue(self) -> bytes:
+        return bytes(self._view)
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        raise io.UnsupportedOperation("a request body is read-only")
 
 
 def _utc(value: datetime) -> datetime:
@@ -334,12 +429,6 @@ class _PartUploads:
     async def _upload(self, part_number: int, buffer: PartBuffer, length: int) -> None:
         sent = False
         try:
-            body: bytes | bytearray
-            if length == len(buffer.data):
-                body = buffer.data
-            else:
-                body = bytes(buffer.view[:length])
-                buffer.release()
             response = await self._store._call(
                 "upload_part",
                 timeout=self._store._data_timeout,
@@ -347,7 +436,7 @@ class _PartUploads:
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=part_number,
-                Body=body,
+                Body=BufferBody(buffer.view[:length]),
             )
             self._etags[part_number] = response["ETag"]
             sent = True
@@ -365,9 +454,9 @@ class _PartUploads:
             self._failure = exc
 
     async def wait(self) -> None:
-        """Wait for every submitted part; raise the first failure."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        """Wait for every submitted part; raise the first failure as soon as it happens."""
+        while self._tasks and self._failure is None:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_EXCEPTION)
         self._raise_failure()
 
     async def cancel(self) -> None:
@@ -454,13 +543,12 @@ class _StreamUpload:
         store = self._store
         if self._upload is None:
             buffer, self._buffer = self._buffer, None
-            body: bytes | bytearray = self._staging
+            # Small objects (the staging area, at most 256 KiB) go as a plain
+            # bytearray: no Expect: 100-continue round trip, which botocore adds
+            # to every file-like body.
+            body: bytearray | BufferBody = self._staging
             if buffer is not None:
-                if self._filled == self._part_size:
-                    body = buffer.data
-                else:
-                    body = bytes(buffer.view[: self._filled])
-                    buffer.release()
+                body = BufferBody(buffer.view[: self._filled])
             sent = False
             self._committing = True
             try:
@@ -529,9 +617,15 @@ class S3ObjectStore:
         self.settings = settings
         self._observer = observer
         self.pool = BufferPool(settings.part_size, settings.buffer_count)
-        self._control_timeout = settings.timeout_seconds * MAX_ATTEMPTS
-        self._data_timeout = settings.read_timeout * MAX_ATTEMPTS
+        # Control calls move little data; data calls may wait read_timeout per read.
+        self._control_timeout = settings.timeout_seconds * 3
+        self._data_timeout = settings.read_timeout * 3
         self._cleanups: set[asyncio.Task[None]] = set()
+
+    @property
+    def client(self) -> Any:
+        """The underlying aiobotocore S3 client, for instrumentation."""
+        return self._client
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -552,6 +646,9 @@ class S3ObjectStore:
             aws_secret_access_key=settings.secret_access_key,
             config=client_config(settings),
         ) as client:
+            client.meta.events.register_first(
+                "needs-retry.s3", retry_unreachable_quickly, unique_id="storage-retry-unreachable"
+            )
             store = cls(client, settings, observer=observer)
             try:
                 yield store

@@ -11,7 +11,7 @@ from gateway.api.params import artifact_id_of, project_of
 from gateway.auth import Principal
 from gateway.credentials import principal_of
 from gateway.errors import Forbidden, NotFound
-from gateway.jsonio import json_response
+from gateway.jsonio import field_int, json_response, read_json_object
 from gateway.publish import handle_publish
 from gateway.state import CONFIG, DB
 
@@ -58,7 +58,19 @@ async def get_quota(request: web.Request) -> web.Response:
     return json_response(state)
 
 
+async def put_quota(request: web.Request) -> web.Response:
+    project = project_of(request)
+    principal_of(request).require(project, "artifacts:admin")
+    body = await read_json_object(request)
+    limit = field_int(body, "limit_bytes", low=0, high=2**62)
+    state = await artifacts.set_quota(
+        request.app[DB], project, limit, request.app[CONFIG].default_quota_bytes
+    )
+    return json_response(state)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post("/v1/projects/{project}/artifacts", handle_publish)
     app.router.add_get("/v1/projects/{project}/artifacts/quota", get_quota)
+    app.router.add_put("/v1/projects/{project}/quota", put_quota)
     app.router.add_get("/v1/projects/{project}/artifacts/{artifact_id}", get_artifact)

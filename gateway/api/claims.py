@@ -9,7 +9,7 @@ from gateway.credentials import require
 from gateway.api.params import project_of
 from gateway.jsonio import field_int, field_str, json_response, read_json_object, rfc3339
 from gateway.logs import get_logger
-from gateway.state import CONFIG, DB, LEASE_TOKENS
+from gateway.state import CONFIG, DB, LEASE_TOKENS, context
 
 log = get_logger("gateway.claims")
 DEFAULT_TTL_SECONDS = 3600
@@ -47,7 +47,7 @@ async def create_claim(request: web.Request) -> web.Response:
     token, token_expires_at = request.app[LEASE_TOKENS].mint(
         lease_id=claim.lease_id, project=project, worker_session_id=lineage.worker_session_id
     )
-    request["lease_id"] = claim.lease_id
+    context(request).lease_id = claim.lease_id
     log.info(
         "claim.registered",
         project=project,
@@ -72,7 +72,7 @@ async def renew_claim(request: web.Request) -> web.Response:
     project = project_of(request)
     require(request, project, "claims:write")
     lease_id = request.match_info["lease_id"]
-    request["lease_id"] = lease_id
+    context(request).lease_id = lease_id
     body = await read_json_object(request, optional=True)
     config = request.app[CONFIG]
     ttl = field_int(
@@ -90,7 +90,7 @@ async def release_claim(request: web.Request) -> web.Response:
     project = project_of(request)
     require(request, project, "claims:write")
     lease_id = request.match_info["lease_id"]
-    request["lease_id"] = lease_id
+    context(request).lease_id = lease_id
     claim = await leases.release_claim(request.app[DB], project, lease_id)
     log.info("claim.released", project=project, lease_id=lease_id, state=claim.state)
     return web.Response(status=204)

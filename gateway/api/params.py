@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, NotFound
+from gateway.state import context
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ARTIFACT_ID = re.compile(r"^art_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -16,7 +17,7 @@ def project_of(request: web.Request) -> str:
     project = request.match_info["project"]
     if not PROJECT_ID.match(project):
         raise InvalidRequest("project ids are 1-128 of A-Z a-z 0-9 . _ - (starting alphanumeric)")
-    request["project"] = project
+    context(request).project = project
     return project
 
 
@@ -24,5 +25,5 @@ def artifact_id_of(request: web.Request) -> str:
     artifact_id = request.match_info["artifact_id"]
     if not ARTIFACT_ID.match(artifact_id):
         raise NotFound("no such artifact")
-    request["artifact_id"] = artifact_id
+    context(request).artifact_id = artifact_id
     return artifact_id

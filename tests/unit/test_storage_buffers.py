@@ -1,0 +1,169 @@
+"""The shared part-buffer budget: limits, FIFO order, cancellation, reuse, no deadlock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from storage.buffers import BufferPool, PartBuffer
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_lends_up_to_capacity_then_waits() -> None:
+    pool = BufferPool(16, 2)
+    first = await pool.acquire()
+    second = await pool.acquire()
+    assert pool.in_use == 2
+    assert len(first.data) == 16 and first.view.nbytes == 16
+    third = asyncio.create_task(pool.acquire())
+    await _settle()
+    assert not third.done() and pool.waiting == 1
+    first.release()
+    lent = await asyncio.wait_for(third, 1)
+    assert pool.in_use == 2 and pool.waiting == 0
+    second.release()
+    lent.release()
+    assert pool.in_use == 0
+
+
+async def test_waiters_are_served_in_fifo_order_without_barging() -> None:
+    pool = BufferPool(8, 1)
+    held = await pool.acquire()
+    served: list[int] = []
+
+    async def wait_turn(n: int) -> None:
+        buffer = await pool.acquire()
+        served.append(n)
+        await asyncio.sleep(0)
+        buffer.release()
+
+    tasks = []
+    for n in range(5):
+        tasks.append(asyncio.create_task(wait_turn(n)))
+        await _settle()
+    held.release()
+    # A newcomer arriving right after the release must queue behind the waiters.
+    late = asyncio.create_task(wait_turn(99))
+    await asyncio.wait_for(asyncio.gather(*tasks, late), 2)
+    assert served == [0, 1, 2, 3, 4, 99]
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    pool = BufferPool(8, 1)
+    held = await pool.acquire()
+    doomed = asyncio.create_task(pool.acquire())
+    patient = asyncio.create_task(pool.acquire())
+    await _settle()
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    held.release()
+    buffer = await asyncio.wait_for(patient, 1)
+    assert pool.in_use == 1 and pool.waiting == 0
+    buffer.release()
+    assert pool.in_use == 0
+
+
+async def test_waiter_cancelled_as_it_is_granted_passes_the_buffer_on() -> None:
+    pool = BufferPool(8, 1)
+    held = await pool.acquire()
+    granted = asyncio.create_task(pool.acquire())
+    after = asyncio.create_task(pool.acquire())
+    await _settle()
+    held.release()  # grants `granted` ...
+    granted.cancel()  # ... which is cancelled before it can run
+    with pytest.raises(asyncio.CancelledError):
+        await granted
+    buffer = await asyncio.wait_for(after, 1)
+    assert pool.in_use == 1
+    buffer.release()
+    assert pool.in_use == 0
+
+
+async def test_released_buffers_are_reused_unless_told_not_to() -> None:
+    pool = BufferPool(32, 2)
+    first = await pool.acquire()
+    data = first.data
+    first.release()
+    first.release()  # idempotent
+    assert pool.in_use == 0 and pool.spare == 1
+    again = await pool.acquire()
+    assert again.data is data
+    again.release(reuse=False)
+    assert pool.spare == 0
+    fresh = await pool.acquire()
+    assert fresh.data is not data
+    fresh.release()
+    pool.close()
+
+
+async def test_idle_pool_drops_its_spare_buffers() -> None:
+    pool = BufferPool(32, 3, idle_release_seconds=0.05)
+    buffers = [await pool.acquire() for _ in range(3)]
+    for buffer in buffers:
+        buffer.release()
+    assert pool.spare == 3
+    await asyncio.sleep(0.2)
+    assert pool.spare == 0
+
+
+async def test_busy_pool_keeps_its_spare_buffers() -> None:
+    pool = BufferPool(32, 2, idle_release_seconds=0.05)
+    (await pool.acquire()).release()
+    busy = await pool.acquire()
+    await asyncio.sleep(0.15)
+    assert busy.data is not None and pool.in_use == 1
+    busy.release()
+    assert pool.spare == 1
+    pool.close()
+
+
+def test_rejects_empty_budget() -> None:
+    with pytest.raises(ValueError):
+        BufferPool(0, 1)
+    with pytest.raises(ValueError):
+        BufferPool(1, 0)
+
+
+async def test_many_uploads_sharing_a_small_budget_all_finish() -> None:
+    """Uploads that follow the one-filling-buffer rule cannot deadlock on the budget.
+
+    Each simulated upload fills a buffer, hands it to a part task (at most two
+    in flight per upload) and only then asks for the next one, like
+    ``put_stream`` does. With 12 uploads sharing 3 buffers all must finish and
+    the budget must never be exceeded.
+    """
+    rng = random.Random(7)
+    pool = BufferPool(64, 3)
+    peak = 0
+
+    async def part(buffer: PartBuffer, slots: asyncio.Semaphore) -> None:
+        try:
+            await asyncio.sleep(rng.random() / 500)
+        finally:
+            buffer.release()
+            slots.release()
+
+    async def upload(parts: int) -> None:
+        nonlocal peak
+        slots = asyncio.Semaphore(2)
+        tasks = []
+        for _ in range(parts):
+            buffer = await pool.acquire()
+            peak = max(peak, pool.in_use)
+            await asyncio.sleep(rng.random() / 1000)  # the client sends the part's bytes
+            buffer.view[:4] = b"data"
+            await slots.acquire()
+            tasks.append(asyncio.create_task(part(buffer, slots)))
+        await asyncio.gather(*tasks)
+
+    await asyncio.wait_for(asyncio.gather(*(upload(rng.randint(1, 8)) for _ in range(12))), 10)
+    assert peak <= 3
+    assert pool.in_use == 0 and pool.waiting == 0
+    pool.close()
