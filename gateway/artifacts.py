@@ -10,7 +10,7 @@ import asyncpg
 from ulid import ULID
 
 import leases
-from gateway.errors import IdempotencyConflict, InvalidRequest, QuotaExceeded
+from gateway.errors import ApiError, IdempotencyConflict, InvalidRequest, QuotaExceeded
 from gateway.jsonio import rfc3339
 
 EVENTS_CHANNEL = "gateway_events"
@@ -154,7 +154,7 @@ async def set_quota(conn: Any, project: str, limit: int, default_limit: int) -> 
     return await quota_state(conn, project, default_limit)
 
 
-def quota_exceeded(size: int, state: dict[str, Any]) -> QuotaExceeded:
+def quota_exceeded(size: int, state: dict[str, Any]) -> ApiError:
     left = max(0, state["limit_bytes"] - state["used_bytes"])
     return QuotaExceeded(
         f"upload of {size} bytes exceeds the {left} bytes left",
@@ -291,7 +291,7 @@ async def commit_publish(
     return row
 
 
-class IdempotencyRace(Exception):  # noqa: N818 - a signal, not a failure
+class IdempotencyRace(Exception):
     """Another publish with the same Idempotency-Key committed first."""
 
 

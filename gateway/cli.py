@@ -174,7 +174,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if seaweedfs is not None:
-            seaweedfs.stop()
+            seaweedfs.stop(timeout=5)
         if postgres is not None:
             postgres.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -198,19 +198,20 @@ def _print_banner(
         "",
     ]
     if token:
+        field = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{}\"])'"
+        auth = '-H "Authorization: Bearer $TOKEN"'
         lines += [
             "admin principal token (all scopes, all projects, 30 days):",
             f"  export GW={base}",
             f"  export TOKEN={token}",
             "",
             "try it:",
-            f"  LEASE=$(curl -s -X POST $GW/v1/projects/demo/claims "
-            f"-H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
-            f"-d '{claim}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"lease_token\"])')",
-            '  ID=$(curl -s -X POST $GW/v1/projects/demo/artifacts -H "X-Mobius-Lease-Token: $LEASE" '
-            "-F file=@README.md | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])')",
-            '  curl -s $GW/v1/projects/demo/artifacts/$ID -H "Authorization: Bearer $TOKEN"',
-            '  curl -s $GW/v1/projects/demo/artifacts/$ID/content -H "Authorization: Bearer $TOKEN"',
+            f"  LEASE=$(curl -s -X POST $GW/v1/projects/demo/claims {auth} "
+            f"-H 'Content-Type: application/json' -d '{claim}' | {field.format('lease_token')})",
+            "  ID=$(curl -s -X POST $GW/v1/projects/demo/artifacts "
+            f'-H "X-Mobius-Lease-Token: $LEASE" -F file=@README.md | {field.format("id")})',
+            f"  curl -s $GW/v1/projects/demo/artifacts/$ID {auth}",
+            f"  curl -s $GW/v1/projects/demo/artifacts/$ID/content {auth}",
             "",
         ]
     lines.append("Ctrl-C stops the gateway, Postgres and SeaweedFS.")
@@ -229,9 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the gateway on the configured backends").set_defaults(
         func=cmd_serve
     )
-    sub.add_parser("migrate", help="apply pending schema migrations").set_defaults(
-        func=cmd_migrate
-    )
+    sub.add_parser("migrate", help="apply pending schema migrations").set_defaults(func=cmd_migrate)
     token = sub.add_parser("token", help="mint a principal token (development)")
     token.add_argument("--sub", required=True, help="principal id, e.g. user:alice")
     token.add_argument("--scope", default="artifacts:read", help="space-separated scopes")

@@ -72,35 +72,35 @@ class Config:
         """Build a config from ``env`` (default: ``os.environ``); raise ConfigError."""
         e = _Env(os.environ if env is None else env)
         return cls(
-            host=e.str("GATEWAY_HOST", "127.0.0.1"),
-            port=e.int("GATEWAY_PORT", 8080, low=0, high=65535),
-            data_dir=Path(e.str("GATEWAY_DATA_DIR", ".gateway-data")),
+            host=e.text("GATEWAY_HOST", "127.0.0.1"),
+            port=e.integer("GATEWAY_PORT", 8080, low=0, high=65535),
+            data_dir=Path(e.text("GATEWAY_DATA_DIR", ".gateway-data")),
             database_url=e.optional("GATEWAY_DATABASE_URL"),
-            db_pool_min=e.int("GATEWAY_DB_POOL_MIN", 2, low=0, high=1000),
-            db_pool_max=e.int("GATEWAY_DB_POOL_MAX", 20, low=1, high=1000),
+            db_pool_min=e.integer("GATEWAY_DB_POOL_MIN", 2, low=0, high=1000),
+            db_pool_max=e.integer("GATEWAY_DB_POOL_MAX", 20, low=1, high=1000),
             s3_endpoint_url=e.url("GATEWAY_S3_ENDPOINT_URL"),
-            s3_bucket=e.str("GATEWAY_S3_BUCKET", "artifacts"),
-            s3_region=e.str("GATEWAY_S3_REGION", "us-east-1"),
+            s3_bucket=e.text("GATEWAY_S3_BUCKET", "artifacts"),
+            s3_region=e.text("GATEWAY_S3_REGION", "us-east-1"),
             s3_access_key_id=e.optional("GATEWAY_S3_ACCESS_KEY_ID"),
             s3_secret_access_key=e.optional("GATEWAY_S3_SECRET_ACCESS_KEY"),
-            s3_part_size=e.int(
+            s3_part_size=e.integer(
                 "GATEWAY_S3_PART_SIZE_BYTES", 8 * 1024 * 1024, low=5 * 1024 * 1024, high=5 * 1024**3
             ),
-            s3_part_concurrency=e.int("GATEWAY_S3_PART_CONCURRENCY", 4, low=1, high=64),
-            s3_buffer_budget_bytes=e.int(
+            s3_part_concurrency=e.integer("GATEWAY_S3_PART_CONCURRENCY", 4, low=1, high=64),
+            s3_buffer_budget_bytes=e.integer(
                 "GATEWAY_S3_BUFFER_BUDGET_BYTES", 128 * 1024 * 1024, low=5 * 1024 * 1024
             ),
-            backend_timeout_seconds=e.float("GATEWAY_BACKEND_TIMEOUT_SECONDS", 10.0, low=0.1),
+            backend_timeout_seconds=e.number("GATEWAY_BACKEND_TIMEOUT_SECONDS", 10.0, low=0.1),
             auth_jwt_secret=e.secret("GATEWAY_AUTH_JWT_SECRET"),
             auth_jwt_public_keys=e.jwks("GATEWAY_AUTH_JWT_PUBLIC_KEYS"),
-            auth_jwt_issuer=e.str("GATEWAY_AUTH_JWT_ISSUER", "mobius"),
-            auth_jwt_audience=e.str("GATEWAY_AUTH_JWT_AUDIENCE", "mobius-artifacts"),
-            auth_leeway_seconds=e.int("GATEWAY_AUTH_LEEWAY_SECONDS", 30, low=0, high=300),
+            auth_jwt_issuer=e.text("GATEWAY_AUTH_JWT_ISSUER", "mobius"),
+            auth_jwt_audience=e.text("GATEWAY_AUTH_JWT_AUDIENCE", "mobius-artifacts"),
+            auth_leeway_seconds=e.integer("GATEWAY_AUTH_LEEWAY_SECONDS", 30, low=0, high=300),
             lease_signing_keys=e.keys("GATEWAY_LEASE_SIGNING_KEY", default_kid="lease-1"),
-            lease_max_ttl_seconds=e.int("GATEWAY_LEASE_MAX_TTL_SECONDS", 86400, low=60),
+            lease_max_ttl_seconds=e.integer("GATEWAY_LEASE_MAX_TTL_SECONDS", 86400, low=60),
             url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
-            default_quota_bytes=e.int("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
-            max_artifact_bytes=e.int("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
+            default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
+            max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
             log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
             metrics_port=e.optional_int("GATEWAY_METRICS_PORT", low=1, high=65535),
@@ -138,10 +138,10 @@ class _Env:
             return None
         return value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return self.optional(name) or default
 
-    def int(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
         value = self.optional_int(name, low=low, high=high)
         return default if value is None else value
 
@@ -158,7 +158,7 @@ class _Env:
             raise ConfigError(name, f"must be {bound} (got {value})")
         return value
 
-    def float(self, name: str, default: float, *, low: float) -> float:
+    def number(self, name: str, default: float, *, low: float) -> float:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -171,7 +171,7 @@ class _Env:
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(name, default).lower()
+        value = self.text(name, default).lower()
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
         return value

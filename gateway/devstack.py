@@ -22,6 +22,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -141,9 +142,11 @@ class EmbeddedPostgres:
             settings += ["-c", "full_page_writes=off"]
         self._log = (self.data_dir / "postgres.log").open("ab")
         self.process = subprocess.Popen(
-            [str(self.bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port)]
-            + ["-k", ""]
-            + settings,
+            [
+                str(self.bin_dir / "postgres"),
+                *("-D", str(self.pgdata), "-p", str(self.port), "-k", ""),
+                *settings,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -198,7 +201,9 @@ class EmbeddedPostgres:
         return out.stdout.decode()
 
     def _ensure_database(self) -> None:
-        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
+        if not self.database.replace("_", "").isalnum():
+            raise DevStackError(f"database name {self.database!r} must be alphanumeric")
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")  # noqa: S608
         if exists.strip() != "1":
             self.psql(f'CREATE DATABASE "{self.database}"')
 
@@ -346,7 +351,7 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
     existing: dict[str, str] = {}
     if path.exists():
         existing = json.loads(path.read_text())
-    wanted = {
+    wanted: dict[str, Callable[[], str]] = {
         "s3_access_key_id": lambda: "gw" + secrets.token_hex(8),
         "s3_secret_access_key": lambda: secrets.token_urlsafe(30),
         "auth_jwt_secret": lambda: secrets.token_urlsafe(32),

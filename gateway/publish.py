@@ -203,7 +203,10 @@ class Publish:
 
     async def _on_multipart(self, upload_id: str) -> None:
         await artifacts.mark_pending(
-            self.db, project=self.project, artifact_id=self.artifact_id, key=self.key,
+            self.db,
+            project=self.project,
+            artifact_id=self.artifact_id,
+            key=self.key,
             upload_id=upload_id,
         )
         self.pending = True

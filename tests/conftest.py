@@ -55,7 +55,11 @@ def backends() -> Iterator[Backends]:
             secret = os.environ["GATEWAY_S3_SECRET_ACCESS_KEY"]
             bucket = os.environ.get("GATEWAY_S3_BUCKET", "artifacts-test")
         else:
-            access, secret, bucket = "test" + secrets.token_hex(4), secrets.token_hex(16), "artifacts"
+            access, secret, bucket = (
+                "test" + secrets.token_hex(4),
+                secrets.token_hex(16),
+                "artifacts",
+            )
             seaweedfs = EmbeddedSeaweedFS(
                 root, access_key_id=access, secret_access_key=secret, volume_size_limit_mb=64
             ).start()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 import leases
-from gateway.credentials import require
 from gateway.api.params import project_of
+from gateway.credentials import require
 from gateway.jsonio import field_int, field_str, json_response, read_json_object, rfc3339
 from gateway.logs import get_logger
 from gateway.state import CONFIG, DB, LEASE_TOKENS, context

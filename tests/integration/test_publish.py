@@ -386,7 +386,7 @@ async def test_client_disconnect_mid_upload_leaves_nothing(
         f'filename="cut.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
     ).encode()
     total = 64 * MiB
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+    _, writer = await asyncio.open_connection(client.host, client.port)
     request = (
         f"POST /v1/projects/{project}/artifacts HTTP/1.1\r\nHost: x\r\n"
         f"X-Mobius-Lease-Token: {claim['lease_token']}\r\n"

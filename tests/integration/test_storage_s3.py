@@ -309,6 +309,35 @@ async def test_cancelled_upload_is_aborted(store: S3ObjectStore, calls: Calls, p
     await assert_nothing_left(store, prefix)
 
 
+async def test_cancelled_with_parts_in_flight_is_aborted(
+    store: S3ObjectStore, calls: Calls, prefix: str
+) -> None:
+    started = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        block = os.urandom(256 * 1024)
+        while True:
+            yield block
+            await asyncio.sleep(0)
+
+    async def on_started(upload_id: str) -> None:
+        started.set()
+
+    task = asyncio.create_task(
+        store.put_stream(
+            prefix + "e", endless(), max_bytes=1024 * MiB, on_multipart_started=on_started
+        )
+    )
+    await asyncio.wait_for(started.wait(), 20)
+    await asyncio.sleep(0.02)  # the first part is on the wire
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls.count("abort_multipart_upload") == 1
+    assert store.pool.in_use == 0
+    await assert_nothing_left(store, prefix)
+
+
 async def test_cancelled_while_waiting_for_budget_releases_everything(
     settings: S3Settings, prefix: str
 ) -> None:

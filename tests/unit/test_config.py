@@ -32,7 +32,11 @@ def test_defaults_match_the_design() -> None:
         ("GATEWAY_S3_ENDPOINT_URL", "ftp://x", "http:// or https://"),
         ("GATEWAY_AUTH_JWT_SECRET", "short", "at least 32"),
         ("GATEWAY_URL_SIGNING_KEYS", "a:0123456789abcdef0123456789abcdef,b", "kid:secret"),
-        ("GATEWAY_URL_SIGNING_KEYS", "a:0123456789abcdef0123456789abcdef,a:0123456789abcdef0123456789abcdef", "twice"),
+        (
+            "GATEWAY_URL_SIGNING_KEYS",
+            "a:0123456789abcdef0123456789abcdef,a:0123456789abcdef0123456789abcdef",
+            "twice",
+        ),
         ("GATEWAY_AUTH_JWT_PUBLIC_KEYS", "/nonexistent/jwks.json", "cannot read"),
     ],
 )
@@ -46,10 +50,16 @@ def test_bad_values_name_the_variable(variable: str, value: str, message: str) -
 
 def test_signing_keys_first_signs(tmp_path) -> None:
     config = Config.from_env(
-        {"GATEWAY_URL_SIGNING_KEYS": "new:0123456789abcdef0123456789abcdefX, old:0123456789abcdef0123456789abcdefY"}
+        {
+            "GATEWAY_URL_SIGNING_KEYS": (
+                "new:0123456789abcdef0123456789abcdefX, old:0123456789abcdef0123456789abcdefY"
+            )
+        }
     )
     assert [k.kid for k in config.url_signing_keys] == ["new", "old"]
-    single = Config.from_env({"GATEWAY_LEASE_SIGNING_KEY": "0123456789abcdef0123456789abcdef-secret"})
+    single = Config.from_env(
+        {"GATEWAY_LEASE_SIGNING_KEY": "0123456789abcdef0123456789abcdef-secret"}
+    )
     assert single.lease_signing_keys[0].kid == "lease-1"
     assert "secret" not in repr(single)
 

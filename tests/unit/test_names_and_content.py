@@ -20,7 +20,9 @@ def test_names_are_basenames(raw: str, expected: str) -> None:
     assert normalise_name(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "/", "dir/..", "a\x00b", "a\nb", "a\rb", "x" * 256, "\u202eexe.txt"])
+@pytest.mark.parametrize(
+    "raw", ["", "/", "dir/..", "a\x00b", "a\nb", "a\rb", "x" * 256, "\u202eexe.txt"]
+)
 def test_bad_names_are_refused(raw: str) -> None:
     with pytest.raises(InvalidName):
         normalise_name(raw)

@@ -87,7 +87,8 @@ def test_old_lease_keys_still_verify() -> None:
     old = LeaseTokens([KEY], max_ttl_seconds=3600)
     token, _ = old.mint(lease_id="lse_1", project="p", worker_session_id="w")
     rotated = LeaseTokens(
-        [LeaseKey(kid="k2", secret=b"new-lease-secret-0123456789-0123456789abcdef"), KEY], max_ttl_seconds=3600
+        [LeaseKey(kid="k2", secret=b"new-lease-secret-0123456789-0123456789abcdef"), KEY],
+        max_ttl_seconds=3600,
     )
     assert rotated.verify(token).lease_id == "lse_1"
     new_token, _ = rotated.mint(lease_id="lse_2", project="p", worker_session_id="w")
@@ -163,7 +164,9 @@ def test_forged_principal_tokens_are_refused() -> None:
         _hmac_with(public_pem, principal_claims(), kid="rsa-1"),
         # an RS256 token without a known kid is verified as HS256 only
         jwt.encode(principal_claims(), rsa_key, algorithm="RS256"),
-        jwt.encode(principal_claims(), b"wrong-secret-0123456789abcdef-0123456789", algorithm="HS256"),
+        jwt.encode(
+            principal_claims(), b"wrong-secret-0123456789abcdef-0123456789", algorithm="HS256"
+        ),
         jwt.encode(principal_claims(aud="other"), SECRET, algorithm="HS256"),
         jwt.encode(principal_claims(iss="other"), SECRET, algorithm="HS256"),
         jwt.encode(principal_claims(exp=int(time.time()) - 100), SECRET, algorithm="HS256"),

@@ -1,0 +1,149 @@
+"""``artifact-gateway dev`` as a user runs it: up, ready, usable, stopped, restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gateway.devstack import free_port
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _post_json(url: str, body: dict, headers: dict[str, str]) -> dict:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "GATEWAY_PORT": str(port),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "dev"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "dev exited early"
+        try:
+            status, _ = _get(base + "/readyz")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("dev never became ready")
+
+
+def _banner_token(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "export TOKEN=" in line:
+            return line.split("export TOKEN=", 1)[1].strip()
+    raise AssertionError("no token in the banner")
+
+
+def _stop(proc: subprocess.Popen[str], data_dir: Path) -> None:
+    children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    assert children, "dev started no child processes"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) is not None
+    if proc.stdout is not None:
+        proc.stdout.close()
+    time.sleep(0.5)
+    alive = [
+        pid
+        for pid in children
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
+    assert alive == [], f"processes left behind: {alive}"
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(data_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+
+
+def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(data_dir, port)
+    try:
+        token = _banner_token(proc)
+        _wait_ready(base, proc)
+        auth = {"Authorization": f"Bearer {token}"}
+        claim = _post_json(
+            base + "/v1/projects/demo/claims",
+            {"run_id": "r1", "step_id": "s", "job_id": "j", "attempt": 1, "worker_session_id": "w"},
+            auth,
+        )
+        assert claim["lease_token"]
+        status, body = _get(base + "/v1/projects/demo/artifacts/quota", auth)
+        assert status == 200 and json.loads(body)["used_bytes"] == 0
+    finally:
+        if proc.poll() is None:
+            _stop(proc, data_dir)
+
+    # a second start on the same data dir finds the same data (and the same secrets)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _start(data_dir, port)
+    try:
+        token2 = _banner_token(proc)
+        _wait_ready(base, proc)
+        # the claim registered before the restart is still there: attempt 1 is taken
+        request = urllib.request.Request(
+            base + "/v1/projects/demo/claims",
+            data=json.dumps(
+                {
+                    "run_id": "r1",
+                    "step_id": "s",
+                    "job_id": "j",
+                    "attempt": 1,
+                    "worker_session_id": "w",
+                }
+            ).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token2}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == 409
+    finally:
+        if proc.poll() is None:
+            _stop(proc, data_dir)
