@@ -313,3 +313,185 @@ async def mark_pending(
 
 async def clear_pending(conn: Any, key: str) -> None:
     await conn.execute("DELETE FROM pending_uploads WHERE object_key = $1", key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListQuery:
+    """Filters of ``GET …/artifacts``; ``before_seq`` is the decoded cursor."""
+
+    run_id: str | None = None
+    step_id: str | None = None
+    job_id: str | None = None
+    attempt: int | None = None
+    session_id: str | None = None
+    owner_kind: str | None = None
+    owner_id: str | None = None
+    mime_class: str | None = None
+    name_prefix: str | None = None
+    include_deleted: bool = False
+    before_seq: int | None = None
+    limit: int = 50
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_artifacts(
+    conn: Any, project: str, query: ListQuery, *, viewer: str, viewer_is_admin: bool
+) -> list[asyncpg.Record]:
+    """Newest first by commit order (``seq``): keyset pages never repeat or skip a row.
+
+    Principal-owned artifacts appear only to their owner and to admins. One more
+    row than ``limit`` is fetched to tell whether another page exists.
+    """
+    clauses = ["project_id = $1"]
+    args: list[Any] = [project]
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.replace("?", f"${len(args)}"))
+
+    for column in ("run_id", "step_id", "job_id", "attempt", "session_id", "mime_class"):
+        value = getattr(query, column)
+        if value is not None:
+            add(f"{column} = ?", value)
+    if query.owner_kind is not None:
+        add("owner_kind = ?", query.owner_kind)
+    if query.owner_id is not None:
+        add("owner_id = ?", query.owner_id)
+    if query.name_prefix is not None:
+        add("name LIKE ?", _like_prefix(query.name_prefix))
+    if not query.include_deleted:
+        clauses.append("state = 'available'")
+    if query.before_seq is not None:
+        add("seq < ?", query.before_seq)
+    if not viewer_is_admin:
+        add("(owner_kind = 'run' OR owner_id = ?)", viewer)
+    args.append(query.limit + 1)
+    sql = (
+        f"SELECT * FROM artifacts WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed columns
+        f"ORDER BY seq DESC LIMIT ${len(args)}"
+    )
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+    return rows
+
+
+async def delete_artifact(
+    conn: asyncpg.Connection, project: str, artifact_id: str, *, deleted_by: str
+) -> asyncpg.Record | None:
+    """Tombstone the row, release its quota and write ``artifact.deleted``, atomically.
+
+    Returns the tombstoned row, or None when it was already deleted (nothing changes).
+    """
+    async with conn.transaction():
+        row: asyncpg.Record | None = await conn.fetchrow(
+            """
+            UPDATE artifacts SET state = 'deleted', deleted_at = now(), deleted_by = $3
+            WHERE artifact_id = $1 AND project_id = $2 AND state = 'available'
+            RETURNING *
+            """,
+            artifact_id,
+            project,
+            deleted_by,
+        )
+        if row is None:
+            return None
+        seq = await conn.fetchval(
+            """
+            UPDATE projects SET used_bytes = used_bytes - $2, artifact_count = artifact_count - 1,
+                event_seq = event_seq + 1, updated_at = now()
+            WHERE project_id = $1
+            RETURNING event_seq
+            """,
+            project,
+            row["size"],
+        )
+        payload = {**full(row), "state": "deleted"}
+        await conn.execute(
+            """
+            INSERT INTO events (project_id, seq, type, artifact_id, payload)
+            VALUES ($1, $2, 'artifact.deleted', $3, $4::jsonb)
+            """,
+            project,
+            seq,
+            artifact_id,
+            json.dumps(payload),
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{project}:{seq}")
+    return row
+
+
+async def queue_object_deletion(
+    conn: Any, *, project: str, artifact_id: str | None, key: str, error: str
+) -> None:
+    """Remember an object whose deletion failed; gc retries it."""
+    await conn.execute(
+        """
+        INSERT INTO object_deletions (object_key, project_id, artifact_id, last_error, attempts)
+        VALUES ($1, $2, $3, $4, 1)
+        ON CONFLICT (object_key) DO UPDATE SET attempts = object_deletions.attempts + 1,
+            last_error = EXCLUDED.last_error
+        """,
+        key,
+        project,
+        artifact_id,
+        error[:500],
+    )
+
+
+async def record_mint(
+    conn: Any,
+    *,
+    project: str,
+    artifact_id: str,
+    principal: str,
+    kid: str,
+    sig_hash: str,
+    epoch: int,
+    expires_at: Any,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO signed_url_mints (project_id, artifact_id, principal, kid, sig_hash,
+            signing_epoch, expires_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        """,
+        project,
+        artifact_id,
+        principal,
+        kid,
+        sig_hash,
+        epoch,
+        expires_at,
+    )
+
+
+async def artifact_for_signed_url(
+    conn: Any, project: str, artifact_id: str, sig_hash: str
+) -> tuple[asyncpg.Record | None, str | None]:
+    """The artifact and the principal that minted the URL with this signature (if any)."""
+    row = await conn.fetchrow(
+        """
+        SELECT a.*, m.principal AS minted_by
+        FROM artifacts a
+        LEFT JOIN signed_url_mints m
+          ON m.artifact_id = a.artifact_id AND m.sig_hash = $3
+        WHERE a.artifact_id = $1 AND a.project_id = $2
+        """,
+        artifact_id,
+        project,
+        sig_hash,
+    )
+    if row is None:
+        return None, None
+    return row, row["minted_by"]
+
+
+async def revoke_signed_urls(conn: Any, project: str, artifact_id: str) -> None:
+    await conn.execute(
+        "UPDATE artifacts SET signing_epoch = signing_epoch + 1 "
+        "WHERE artifact_id = $1 AND project_id = $2",
+        artifact_id,
+        project,
+    )

@@ -63,6 +63,7 @@ class Config:
     url_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
     default_quota_bytes: int = 10 * 1024**3
     max_artifact_bytes: int = 5 * 1024**3
+    serve_pdf_inline: bool = False
     log_level: str = "info"
     log_format: str = "json"
     metrics_port: int | None = None
@@ -101,6 +102,7 @@ class Config:
             url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
             default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
+            serve_pdf_inline=e.flag("GATEWAY_SERVE_PDF_INLINE", default=False),
             log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
             metrics_port=e.optional_int("GATEWAY_METRICS_PORT", low=1, high=65535),
@@ -175,6 +177,17 @@ class _Env:
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
         return value
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        value = raw.lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false (got {raw!r})")
 
     def url(self, name: str) -> str | None:
         value = self.optional(name)

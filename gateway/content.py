@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import codecs
 import mimetypes
+import unicodedata
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import puremagic
 
@@ -232,3 +234,69 @@ def sniff(head: bytes, declared: str, *, complete: bool) -> SniffResult:
     else:
         agrees = sniffed is None or sniffed == declared
     return SniffResult(sniffed_mime=sniffed, agrees=agrees)
+
+
+# Headers on every content response (200, 206, 304, HEAD), whatever the artifact.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+        "sandbox; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-site",
+    "Cache-Control": "private, no-store",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Accept-Ranges": "bytes",
+}
+TEXT_PLAIN_UTF8 = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Presentation:
+    disposition: str  # inline | attachment
+    content_type: str
+
+
+def presentation(mime: str, content_agrees: bool, *, pdf_inline: bool = False) -> Presentation:
+    """Inline or attachment, and the Content-Type to send: the gateway's decision alone.
+
+    Inline only for the allowlist, and only when the bytes agreed with the mime at
+    publish time; text and source code are re-labelled ``text/plain; charset=utf-8``.
+    Attachments keep their mime, except active types (HTML, SVG, XML, JavaScript)
+    and bytes that contradicted their mime, which go out as
+    ``application/octet-stream``.
+    """
+    if content_agrees:
+        if mime in INLINE_MEDIA:
+            return Presentation(disposition="inline", content_type=mime)
+        if mime in INLINE_TEXT or mime in CODE_MIMES:
+            return Presentation(disposition="inline", content_type=TEXT_PLAIN_UTF8)
+        if pdf_inline and mime == "application/pdf":
+            return Presentation(disposition="inline", content_type=mime)
+    risky = not content_agrees or (mime in ACTIVE_MIMES and mime != "application/pdf")
+    return Presentation(disposition="attachment", content_type=OCTET_STREAM if risky else mime)
+
+
+_FALLBACK_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$&+,-.=@[]^_`{}~()'"
+)
+
+
+def content_disposition(disposition: str, name: str) -> str:
+    """RFC 6266 ``Content-Disposition`` that no name can break out of.
+
+    The quoted ``filename`` is an ASCII fallback built from an allowlist of
+    characters (no quote, backslash, CR, LF, ``;`` or ``%``); ``filename*`` carries
+    the real name percent-encoded as UTF-8 (RFC 8187), so it holds only
+    unreserved ASCII and ``%XX``.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    fallback = "".join(c if c in _FALLBACK_SAFE else "_" for c in decomposed if not _is_mark(c))
+    fallback = fallback.strip() or "artifact"
+    encoded = quote(name, safe="")
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def _is_mark(char: str) -> bool:
+    return unicodedata.category(char).startswith("M")

@@ -123,6 +123,7 @@ CREATE TABLE signed_url_mints (
     artifact_id     text NOT NULL REFERENCES artifacts (artifact_id),
     principal       text NOT NULL,
     kid             text NOT NULL,
+    sig_hash        text NOT NULL UNIQUE,                    -- sha256 of the signature, never the signature
     signing_epoch   integer NOT NULL,
     expires_at      timestamptz NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now()

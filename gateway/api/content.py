@@ -1,0 +1,147 @@
+"""``GET``/``HEAD …/artifacts/{id}/content``: the bytes, streamed, under the serving policy.
+
+Access is a principal token with ``artifacts:read`` (and visibility), or a signed
+URL (``exp``, ``kid``, ``sig``). Inline or attachment, the Content-Type and the
+security headers come from :mod:`gateway.content`. ``Range`` (one range) is
+passed through to object storage; ``If-None-Match`` with the current ETag
+answers 304.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway import artifacts, content, signing
+from gateway.api.artifacts import visible_artifact
+from gateway.api.params import artifact_id_of, project_of
+from gateway.errors import ArtifactDeleted, RangeNotSatisfiable, SignatureInvalid
+from gateway.logs import get_logger
+from gateway.state import CONFIG, DB, STORE
+
+log = get_logger("gateway.content")
+STREAM_CHUNK = 256 * 1024
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range → inclusive (start, end); None to serve the whole body.
+
+    A syntactically invalid or multi-range header is ignored (RFC 9110 §14.2); a
+    valid one that selects nothing raises RangeNotSatisfiable.
+    """
+    if header is None:
+        return None
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    unsatisfiable = RangeNotSatisfiable(
+        f"the artifact has {size} bytes", headers={"Content-Range": f"bytes */{size}"}
+    )
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise unsatisfiable
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        raise unsatisfiable
+    return start, min(end, size - 1)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return False
+    candidates = [part.strip() for part in header.split(",")]
+    return any(c == "*" or c.removeprefix("W/") == etag for c in candidates)
+
+
+def content_headers(row: Any, *, pdf_inline: bool) -> dict[str, str]:
+    shown = content.presentation(row["mime"], row["content_agrees"], pdf_inline=pdf_inline)
+    digest = base64.b64encode(bytes.fromhex(row["sha256"])).decode()
+    return {
+        **content.SECURITY_HEADERS,
+        "Content-Type": shown.content_type,
+        "Content-Disposition": content.content_disposition(shown.disposition, row["name"]),
+        "ETag": f'"{row["sha256"]}"',
+        "Repr-Digest": f"sha-256=:{digest}:",
+    }
+
+
+async def _signed_artifact(request: web.Request, params: signing.SignedParams) -> Any:
+    project = project_of(request)
+    artifact_id = artifact_id_of(request)
+    now = int(time.time())
+    if params.exp < now or params.exp > now + signing.MAX_EXPIRES_IN + 60:
+        raise SignatureInvalid("the signed URL has expired or was altered")
+    row, minted_by = await artifacts.artifact_for_signed_url(
+        request.app[DB], project, artifact_id, signing.sig_hash(params.sig)
+    )
+    if (
+        row is None
+        or minted_by is None
+        or not signing.verify(
+            request.app[CONFIG].url_signing_keys,
+            params,
+            project=project,
+            artifact_id=artifact_id,
+            principal=minted_by,
+            epoch=row["signing_epoch"],
+        )
+    ):
+        raise SignatureInvalid("the signed URL is not valid")
+    log.info("signed_url.redeemed", project=project, artifact_id=artifact_id)
+    return row
+
+
+async def get_content(request: web.Request) -> web.StreamResponse:
+    try:
+        params = signing.parse(dict(request.query))
+    except ValueError:
+        raise SignatureInvalid("the signed URL is malformed") from None
+    if params is not None:
+        row = await _signed_artifact(request, params)
+    else:
+        _, _, row = await visible_artifact(request)
+    if row["state"] == "deleted":
+        raise ArtifactDeleted("the artifact was deleted; its tombstone remains")
+    headers = content_headers(row, pdf_inline=request.app[CONFIG].serve_pdf_inline)
+    size = row["size"]
+    if _etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
+        response = web.StreamResponse(status=304, headers=headers)
+        await response.prepare(request)
+        return response
+    byte_range = parse_range(request.headers.get("Range"), size)
+    status, length = 200, size
+    if byte_range is not None:
+        status, length = 206, byte_range[1] - byte_range[0] + 1
+        headers["Content-Range"] = f"bytes {byte_range[0]}-{byte_range[1]}/{size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    if request.method == "HEAD" or length == 0:
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    start, end = byte_range if byte_range is not None else (None, None)
+    async with await request.app[STORE].open_range(row["object_key"], start, end) as reader:
+        await response.prepare(request)
+        async for chunk in reader.iter_chunks(STREAM_CHUNK):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(
+        "/v1/projects/{project}/artifacts/{artifact_id}/content", get_content, allow_head=True
+    )
