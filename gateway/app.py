@@ -7,12 +7,14 @@ one ``cleanup_ctx`` context manager; app state is reached only through the typed
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
 
-from gateway import api
+from gateway import api, events, gc, metrics
 from gateway.auth import PrincipalVerifier
 from gateway.config import Config
 from gateway.middleware import echo_request_id, error_middleware, request_context_middleware
@@ -22,6 +24,7 @@ from storage import S3ObjectStore, S3Settings
 
 # Multipart bodies are streamed; this only bounds non-streamed bodies (JSON requests).
 MAX_JSON_BODY = 64 * 1024
+POOL_GAUGE_SECONDS = 2.0
 
 
 def s3_settings(config: Config) -> S3Settings:
@@ -43,6 +46,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     assert config.database_url, "GATEWAY_DATABASE_URL is required"
     pool = await asyncpg.create_pool(
         config.database_url,
+        init=_instrument_connection,
         min_size=config.db_pool_min,
         max_size=config.db_pool_max,
         timeout=config.backend_timeout_seconds,
@@ -50,16 +54,47 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_inactive_connection_lifetime=300,
     )
     app[DB] = pool
+    gauges = asyncio.create_task(_pool_gauges(pool))
     try:
         yield
     finally:
+        gauges.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gauges
         await pool.close()
 
 
+async def _instrument_connection(conn: asyncpg.Connection) -> None:
+    conn.add_query_logger(metrics.query_logger)
+
+
+async def _pool_gauges(pool: asyncpg.Pool) -> None:
+    while True:
+        metrics.update_pool(pool)
+        await asyncio.sleep(POOL_GAUGE_SECONDS)
+
+
 async def _object_store(app: web.Application) -> AsyncIterator[None]:
-    async with S3ObjectStore.connect(s3_settings(app[CONFIG])) as store:
+    observer = metrics.storage_observer(S3ObjectStore.backend_name)
+    async with S3ObjectStore.connect(s3_settings(app[CONFIG]), observer=observer) as store:
         app[STORE] = store
         yield
+
+
+async def _periodic_gc(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    task = None
+    if config.gc_interval_seconds > 0:
+        task = asyncio.create_task(
+            gc.periodic(app[DB], app[STORE], config.gc_interval_seconds, config.gc_grace_seconds)
+        )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def create_app(config: Config) -> web.Application:
@@ -84,5 +119,7 @@ def create_app(config: Config) -> web.Application:
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_object_store)
+    app.cleanup_ctx.append(events.listener_ctx)
+    app.cleanup_ctx.append(_periodic_gc)
     api.setup_routes(app)
     return app

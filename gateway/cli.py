@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -31,27 +32,10 @@ def _load_config() -> Config:
         _fail(str(exc))
 
 
-def _run_server(config: Config) -> None:
-    from aiohttp import web
+def _run_server(config: Config, workers: int = 1) -> None:
+    from gateway.server import serve
 
-    from gateway.app import create_app
-    from gateway.logs import configure_logging, get_logger
-
-    configure_logging(config.log_level, config.log_format)
-    try:
-        app = create_app(config)
-    except ConfigError as exc:
-        _fail(str(exc))
-    get_logger().info("gateway.starting", host=config.host, port=config.port)
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        access_log=None,
-        print=None,
-        reuse_port=True,
-        shutdown_timeout=30,
-    )
+    serve(config, workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -61,7 +45,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config.require_keys()
     except ConfigError as exc:
         _fail(str(exc))
-    _run_server(config)
+    if args.workers < 1:
+        _fail("--workers must be at least 1")
+    _run_server(config, args.workers)
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    config = _load_config()
+    try:
+        config.require_backends()
+    except ConfigError as exc:
+        _fail(str(exc))
+    from gateway.gc import run_once
+
+    report = asyncio.run(run_once(config, grace_seconds=args.grace_seconds))
+    print(json.dumps(report.as_dict()))
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -227,9 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "dev", help="run the gateway on an embedded Postgres and SeaweedFS"
     ).set_defaults(func=cmd_dev)
-    sub.add_parser("serve", help="run the gateway on the configured backends").set_defaults(
-        func=cmd_serve
+    serve = sub.add_parser("serve", help="run the gateway on the configured backends")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes sharing the port (default: one per core)",
     )
+    serve.set_defaults(func=cmd_serve)
+    gc = sub.add_parser("gc", help="sweep orphaned objects and incomplete uploads")
+    gc.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=3600,
+        help="leave anything younger than this alone (default 3600)",
+    )
+    gc.set_defaults(func=cmd_gc)
     sub.add_parser("migrate", help="apply pending schema migrations").set_defaults(func=cmd_migrate)
     token = sub.add_parser("token", help="mint a principal token (development)")
     token.add_argument("--sub", required=True, help="principal id, e.g. user:alice")

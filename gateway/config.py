@@ -64,6 +64,9 @@ class Config:
     default_quota_bytes: int = 10 * 1024**3
     max_artifact_bytes: int = 5 * 1024**3
     serve_pdf_inline: bool = False
+    shutdown_timeout_seconds: float = 30.0
+    gc_interval_seconds: int = 0
+    gc_grace_seconds: int = 3600
     log_level: str = "info"
     log_format: str = "json"
     metrics_port: int | None = None
@@ -103,6 +106,9 @@ class Config:
             default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
             serve_pdf_inline=e.flag("GATEWAY_SERVE_PDF_INLINE", default=False),
+            shutdown_timeout_seconds=e.number("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30.0, low=0.0),
+            gc_interval_seconds=e.integer("GATEWAY_GC_INTERVAL_SECONDS", 0, low=0),
+            gc_grace_seconds=e.integer("GATEWAY_GC_GRACE_SECONDS", 3600, low=0),
             log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
             metrics_port=e.optional_int("GATEWAY_METRICS_PORT", low=1, high=65535),

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 import leases
+from gateway import metrics
 from gateway.auth import Principal
 from gateway.errors import Unauthenticated
+from gateway.logs import get_logger
 from gateway.state import DB, LEASE_TOKENS, PRINCIPALS, context
 
 LEASE_HEADER = "X-Mobius-Lease-Token"
+log = get_logger("gateway.credentials")
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -48,6 +51,32 @@ def require(request: web.Request, project: str, scope: str) -> Principal:
     return principal
 
 
+_LEASE_OUTCOMES: dict[type[Exception], str] = {
+    leases.LeaseTokenInvalid: "invalid_token",
+    leases.LeaseSuperseded: "superseded",
+    leases.LeaseInactive: "inactive",
+    leases.LeaseWrongProject: "wrong_project",
+}
+
+
+async def _verified_claim(request: web.Request, token: str, project: str) -> leases.Claim:
+    """Verify the lease token and its claim (one primary-key lookup), counting the outcome."""
+    try:
+        claims = request.app[LEASE_TOKENS].verify(token)
+        context(request).lease_id = claims.lease_id
+        claim = await leases.active_claim(request.app[DB], claims.lease_id)
+        if claim.project != claims.project:
+            raise leases.LeaseInactive(claims.lease_id, "unknown")
+        claim.ensure_active(project)
+    except leases.LeaseError as exc:
+        outcome = _LEASE_OUTCOMES.get(type(exc), "rejected")
+        metrics.LEASE_VERIFICATIONS.labels(outcome).inc()
+        log.info("lease.rejected", reason=outcome, lease_id=context(request).lease_id)
+        raise
+    metrics.LEASE_VERIFICATIONS.labels("ok").inc()
+    return claim
+
+
 @dataclass(frozen=True, kw_only=True)
 class Publisher:
     """Whoever publishes, and what the artifact records about them."""
@@ -63,12 +92,7 @@ class Publisher:
 async def publisher_of(request: web.Request, project: str) -> Publisher:
     lease_token = request.headers.get(LEASE_HEADER)
     if lease_token is not None:
-        claims = request.app[LEASE_TOKENS].verify(lease_token.strip())
-        context(request).lease_id = claims.lease_id
-        claim = await leases.active_claim(request.app[DB], claims.lease_id)
-        if claim.project != claims.project:
-            raise leases.LeaseInactive(claims.lease_id, "unknown")
-        claim.ensure_active(project)
+        claim = await _verified_claim(request, lease_token.strip(), project)
         lineage = claim.lineage
         return Publisher(
             owner_kind="run",

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from ulid import ULID
 
+from gateway import metrics
 from gateway.errors import PROBLEM_CONTENT_TYPE, InternalError, Problem, problem_for
 from gateway.logs import get_logger
 from gateway.state import REQUEST_CONTEXT, RequestContext, context
@@ -47,12 +48,16 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         status = 499 if request.transport is None or request.transport.is_closing() else 500
         raise
     finally:
+        route = route_of(request)
+        duration = time.perf_counter() - started
+        metrics.HTTP_REQUESTS.labels(route, request.method, metrics.status_class(status)).inc()
+        metrics.HTTP_DURATION.labels(route, request.method).observe(duration)
         log.info(
             "http.request",
             method=request.method,
-            route=route_of(request),
+            route=route,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(duration * 1000, 2),
             bytes_in=ctx.bytes_in if ctx.bytes_in is not None else request.content_length or 0,
             bytes_out=response.body_length if response is not None else 0,
             **ctx.log_fields(),

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from gateway import artifacts, content
+from gateway import artifacts, content, metrics
 from gateway.api.params import project_of
 from gateway.artifacts import ArtifactDraft, IdempotencyClaim
 from gateway.credentials import Publisher, publisher_of
@@ -33,6 +33,7 @@ from gateway.errors import (
     InvalidRequest,
     LineageNotAllowed,
     UnsupportedMediaType,
+    problem_for,
 )
 from gateway.jsonio import json_response
 from gateway.logs import get_logger
@@ -313,6 +314,32 @@ class Publish:
 
 
 async def handle_publish(request: web.Request) -> web.Response:
+    """The publish route, counted: in-flight gauge, outcome by code, sizes and durations."""
+    watch = metrics.Stopwatch()
+    result = "internal_error"
+    metrics.UPLOADS_IN_FLIGHT.inc()
+    try:
+        response = await _publish(request)
+        result = "created" if response.status == 201 else "replayed"
+        if response.status == 201:
+            metrics.UPLOAD_DURATION.observe(watch.elapsed())
+        return response
+    except asyncio.CancelledError:
+        result = "cancelled"
+        raise
+    except Exception as exc:
+        problem = problem_for(exc)
+        result = problem.code if problem is not None else "internal_error"
+        if result == "quota_exceeded":
+            log.info("quota.exceeded", project=context(request).project)
+        raise
+    finally:
+        metrics.UPLOADS_IN_FLIGHT.dec()
+        metrics.PUBLISHES.labels(result).inc()
+        metrics.UPLOAD_RECEIVED_BYTES.inc(context(request).bytes_in or 0)
+
+
+async def _publish(request: web.Request) -> web.Response:
     project = project_of(request)
     reject_lineage(request)
     publisher = await publisher_of(request, project)
@@ -357,6 +384,9 @@ async def handle_publish(request: web.Request) -> web.Response:
     except BaseException:
         await job.discard()
         raise
+    metrics.UPLOAD_STORED_BYTES.inc(draft.size)
+    metrics.UPLOAD_SIZE.observe(draft.size)
+    metrics.EVENTS_EMITTED.labels("artifact.created").inc()
     log.info(
         "artifact.published",
         project=project,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
@@ -51,3 +51,12 @@ def context(request: web.Request) -> RequestContext:
         ctx = RequestContext(request_id="")
         request[REQUEST_CONTEXT] = ctx
     return ctx
+
+
+if TYPE_CHECKING:
+    from gateway.events import EventHub
+
+EVENT_HUB: web.AppKey[EventHub] = web.AppKey("event_hub")
+"""The process's events hub (one LISTEN connection, live-stream subscribers)."""
+EVENTS_HEARTBEAT_SECONDS = web.AppKey("events_heartbeat_seconds", float)
+"""Optional: seconds between keep-alive comments on idle event streams (default 15)."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import artifacts, claims, health
+from gateway.api import artifacts, claims, content, events, health, ops
 
 
 def setup_routes(app: web.Application) -> None:
     health.setup(app)
+    ops.setup(app)
     claims.setup(app)
     artifacts.setup(app)
+    content.setup(app)
+    events.setup(app)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import artifacts, signing
+from gateway import artifacts, metrics, signing
 from gateway.api.params import artifact_id_of, project_of
 from gateway.auth import Principal
 from gateway.credentials import principal_of
@@ -173,6 +173,7 @@ async def delete_artifact(request: web.Request) -> web.Response:
             conn, project, row["artifact_id"], deleted_by=principal.sub
         )
     if deleted is not None:
+        metrics.EVENTS_EMITTED.labels("artifact.deleted").inc()
         await _remove_object(request, deleted)
         log.info("artifact.deleted", project=project, artifact_id=row["artifact_id"])
     return web.Response(status=204)
@@ -228,6 +229,7 @@ async def mint_signed_url(request: web.Request) -> web.Response:
         epoch=row["signing_epoch"],
         expires_at=expires_at,
     )
+    metrics.SIGNED_URLS.labels("minted").inc()
     log.info("signed_url.minted", project=project, artifact_id=row["artifact_id"], exp=exp)
     url = (
         f"/v1/projects/{project}/artifacts/{row['artifact_id']}/content"

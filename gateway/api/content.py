@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import artifacts, content, signing
+from gateway import artifacts, content, metrics, signing
 from gateway.api.artifacts import visible_artifact
 from gateway.api.params import artifact_id_of, project_of
 from gateway.errors import ArtifactDeleted, RangeNotSatisfiable, SignatureInvalid
@@ -83,6 +83,7 @@ async def _signed_artifact(request: web.Request, params: signing.SignedParams) -
     artifact_id = artifact_id_of(request)
     now = int(time.time())
     if params.exp < now or params.exp > now + signing.MAX_EXPIRES_IN + 60:
+        metrics.SIGNED_URLS.labels("rejected").inc()
         raise SignatureInvalid("the signed URL has expired or was altered")
     row, minted_by = await artifacts.artifact_for_signed_url(
         request.app[DB], project, artifact_id, signing.sig_hash(params.sig)
@@ -99,7 +100,9 @@ async def _signed_artifact(request: web.Request, params: signing.SignedParams) -
             epoch=row["signing_epoch"],
         )
     ):
+        metrics.SIGNED_URLS.labels("rejected").inc()
         raise SignatureInvalid("the signed URL is not valid")
+    metrics.SIGNED_URLS.labels("redeemed").inc()
     log.info("signed_url.redeemed", project=project, artifact_id=artifact_id)
     return row
 
@@ -137,6 +140,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         async for chunk in reader.iter_chunks(STREAM_CHUNK):
             await response.write(chunk)
+            metrics.DOWNLOAD_BYTES.inc(len(chunk))
     await response.write_eof()
     return response
 

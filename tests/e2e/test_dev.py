@@ -26,7 +26,8 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with exc:
+            return exc.code, exc.read()
 
 
 def _post_json(url: str, body: dict, headers: dict[str, str]) -> dict:
@@ -144,6 +145,7 @@ def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=10)
         assert info.value.code == 409
+        info.value.close()
     finally:
         if proc.poll() is None:
             _stop(proc, data_dir)

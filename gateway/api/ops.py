@@ -1,0 +1,31 @@
+"""Operations routes: Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import metrics, openapi
+from gateway.jsonio import json_response
+from gateway.state import CONFIG
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi.document())
+
+
+def metrics_app() -> web.Application:
+    """A bare app serving only /metrics, for GATEWAY_METRICS_PORT."""
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    return app
+
+
+def setup(app: web.Application) -> None:
+    if app[CONFIG].metrics_port is None:
+        app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/v1/openapi.json", get_openapi)

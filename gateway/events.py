@@ -1,0 +1,310 @@
+"""The events feed: outbox queries, and the LISTEN/NOTIFY hub that wakes live streams.
+
+Every ``artifact.created`` / ``artifact.deleted`` is an ``events`` row written in
+the transaction of the change, with a per-project increasing ``seq``, announced
+with ``pg_notify('gateway_events', '<project>:<seq>')``. The table is the source
+of truth: a reader pages it by ``seq``, and a live stream re-reads it after its
+cursor whenever the hub wakes it and on every heartbeat tick, so a missed
+notification delays an event by at most one heartbeat and never loses it.
+
+One dedicated asyncpg connection per process LISTENs (never one per client). The
+:class:`EventHub` fans its notifications out to the subscribers of the notified
+project, reconnects with backoff when the connection drops (waking every
+subscriber once it is back, since notifications sent meanwhile are gone), and
+on shutdown closes every subscription so no stream holds the process up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from gateway.artifacts import EVENTS_CHANNEL
+from gateway.auth import Principal
+from gateway.errors import DB_UNAVAILABLE
+from gateway.jsonio import rfc3339
+from gateway.logs import get_logger
+from gateway.state import CONFIG, EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
+
+log = get_logger("gateway.events")
+
+EVENT_TYPES = ("artifact.created", "artifact.deleted")
+HEARTBEAT_SECONDS = 15.0
+"""Idle streams get a ``: keep-alive`` comment (and re-read the table) this often."""
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+KEEPALIVE_SECONDS = 30.0
+"""How often the idle listener connection is probed with ``SELECT 1``."""
+BACKOFF_MIN_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 30.0
+READ_ERRORS: tuple[type[BaseException], ...] = (*DB_UNAVAILABLE, asyncpg.PostgresError)
+"""What a failed read of the table (or of the listener connection) may raise."""
+
+# One indexed query per page: the primary key (project_id, seq) without a type,
+# the (project_id, type, seq) index with one. Principal artifacts' events are
+# visible to their owner and to admins only, as the artifacts themselves are.
+_PAGE = """
+SELECT seq, type, payload::text AS payload, created_at
+FROM events
+WHERE project_id = $1 AND seq > $2
+  AND (payload->'owner'->>'kind' = 'run' OR payload->'owner'->>'id' = $3 OR $4::boolean)
+ORDER BY seq
+LIMIT $5
+"""
+
+_PAGE_OF_TYPE = """
+SELECT seq, type, payload::text AS payload, created_at
+FROM events
+WHERE project_id = $1 AND type = $6 AND seq > $2
+  AND (payload->'owner'->>'kind' = 'run' OR payload->'owner'->>'id' = $3 OR $4::boolean)
+ORDER BY seq
+LIMIT $5
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedQuery:
+    """One page of a project's feed, as one principal may see it."""
+
+    project: str
+    after: int
+    event_type: str | None
+    limit: int
+    viewer: str
+    is_admin: bool
+
+    @classmethod
+    def for_principal(
+        cls, principal: Principal, project: str, *, after: int, event_type: str | None, limit: int
+    ) -> FeedQuery:
+        return cls(
+            project=project,
+            after=after,
+            event_type=event_type,
+            limit=limit,
+            viewer=principal.sub,
+            is_admin=principal.has("artifacts:admin"),
+        )
+
+    def following(self, after: int) -> FeedQuery:
+        """The same query, after another cursor."""
+        return dataclasses.replace(self, after=after)
+
+
+def item(row: Any) -> dict[str, Any]:
+    """An event row as the feed shows it: ``{seq, type, artifact, at}``."""
+    return {
+        "seq": row["seq"],
+        "type": row["type"],
+        "artifact": json.loads(row["payload"]),
+        "at": rfc3339(row["created_at"]),
+    }
+
+
+async def fetch_page(conn: Any, query: FeedQuery) -> list[dict[str, Any]]:
+    """Events of ``query.project`` with ``seq > query.after``, oldest first."""
+    args: list[Any] = [query.project, query.after, query.viewer, query.is_admin, query.limit]
+    if query.event_type is None:
+        rows = await conn.fetch(_PAGE, *args)
+    else:
+        rows = await conn.fetch(_PAGE_OF_TYPE, *args, query.event_type)
+    return [item(row) for row in rows]
+
+
+class Subscription:
+    """A live stream's wake-up flag, set by the hub when its project has news."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self.closed = False
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """The hub is going away: the stream should end."""
+        self.closed = True
+        self._wake.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for news; True when woken, False on timeout."""
+        if not self._wake.is_set() and timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+        woken = self._wake.is_set()
+        self._wake.clear()
+        return woken
+
+
+class EventHub:
+    """One LISTEN connection per process, fanned out to per-project subscribers."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        connect_timeout: float = 10.0,
+        channel: str = EVENTS_CHANNEL,
+    ) -> None:
+        self.heartbeat_seconds = heartbeat_seconds
+        self._dsn = dsn
+        self._timeout = connect_timeout
+        self._channel = channel
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._conn: Any = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.connected = asyncio.Event()
+        """Set while the listener connection is up (for readiness and tests)."""
+
+    @property
+    def server_pid(self) -> int | None:
+        """The Postgres backend pid of the listener connection, when connected."""
+        conn = self._conn
+        return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
+
+    def subscriber_count(self, project: str | None = None) -> int:
+        if project is not None:
+            return len(self._subscribers.get(project, ()))
+        return sum(len(subs) for subs in self._subscribers.values())
+
+    @contextlib.contextmanager
+    def subscribe(self, project: str) -> Iterator[Subscription]:
+        """A subscription to ``project`` for the duration of the block."""
+        sub = Subscription(project)
+        if self._closed:
+            sub.close()
+        subs = self._subscribers.setdefault(project, set())
+        subs.add(sub)
+        try:
+            yield sub
+        finally:
+            subs.discard(sub)
+            if not subs and self._subscribers.get(project) is subs:
+                del self._subscribers[project]
+
+    async def start(self) -> None:
+        """Connect (one attempt, inline) and keep the connection up in the background."""
+        try:
+            conn = await self._connect()
+        except READ_ERRORS as exc:
+            log.warning("events.listener_connect_failed", error=type(exc).__name__)
+            conn = None
+        self._task = asyncio.create_task(self._run(conn), name="events-listener")
+
+    async def close(self) -> None:
+        """End every subscription, stop listening and close the connection. Idempotent."""
+        self._closed = True
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.close()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drop()
+
+    def _wake_all(self) -> None:
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.wake()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        project, sep, _seq = payload.rpartition(":")
+        for sub in self._subscribers.get(project if sep else payload, ()):
+            sub.wake()
+
+    async def _connect(self) -> Any:
+        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        try:
+            await conn.add_listener(self._channel, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        lost = asyncio.Event()
+
+        def on_termination(_conn: Any) -> None:
+            lost.set()
+            self.connected.clear()
+
+        conn.add_termination_listener(on_termination)
+        self._conn, self._lost = conn, lost
+        self.connected.set()
+        log.info("events.listener_connected", pid=conn.get_server_pid())
+        return conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected.clear()
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=self._timeout)
+        except Exception:
+            conn.terminate()
+
+    async def _run(self, conn: Any) -> None:
+        """Keep one LISTEN connection up: probe it when idle, reconnect with backoff."""
+        delay = BACKOFF_MIN_SECONDS
+        while not self._closed:
+            if conn is None:
+                try:
+                    conn = await self._connect()
+                except READ_ERRORS as exc:
+                    log.warning(
+                        "events.listener_connect_failed", error=type(exc).__name__, retry_in=delay
+                    )
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                    continue
+                delay = BACKOFF_MIN_SECONDS
+                self._wake_all()  # notifications sent while disconnected are lost
+            await self._watch(conn)
+            log.warning("events.listener_lost")
+            await self._drop()
+            conn = None
+
+    async def _watch(self, conn: Any) -> None:
+        """Return once ``conn`` is lost: closed under us, or failing an idle probe."""
+        while not conn.is_closed():
+            try:
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    await self._lost.wait()
+                return
+            except TimeoutError:
+                pass
+            try:
+                await conn.fetchval("SELECT 1", timeout=self._timeout)
+            except READ_ERRORS:
+                return
+
+
+async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: the process's event hub, closed (with its streams) at shutdown."""
+    config = app[CONFIG]
+    assert config.database_url, "GATEWAY_DATABASE_URL is required"
+    hub = EventHub(
+        config.database_url,
+        heartbeat_seconds=app.get(EVENTS_HEARTBEAT_SECONDS, HEARTBEAT_SECONDS),
+        connect_timeout=config.backend_timeout_seconds,
+    )
+    app[EVENT_HUB] = hub
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.close()

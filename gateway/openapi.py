@@ -1,0 +1,521 @@
+"""The OpenAPI 3.1 document of the v1 API, served at ``GET /v1/openapi.json``.
+
+Built as data here so that a test can hold it against the live router: every
+route is documented and every documented route exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import __version__
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    return {str(status): {"$ref": f"#/components/responses/Problem{status}"} for status in statuses}
+
+
+_PROBLEM_TEXT = {
+    400: "invalid_request or lineage_not_allowed",
+    401: "unauthenticated",
+    403: "forbidden, lease_inactive, lease_superseded or signature_invalid",
+    404: "not_found (also for artifacts of other projects and invisible ones)",
+    409: "idempotency_conflict or claim_conflict",
+    410: "artifact_deleted",
+    413: "artifact_too_large or quota_exceeded",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    503: "unavailable: Postgres or object storage is unreachable",
+}
+
+_PROJECT = {
+    "name": "project",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+}
+_ARTIFACT = {
+    "name": "artifact_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+}
+_LEASE = {"name": "lease_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "code", "request_id"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "code": {"type": "string"},
+            "detail": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
+    },
+    "ArtifactRef": {
+        "type": "object",
+        "required": ["type", "id", "name", "mime", "size", "sha256"],
+        "properties": {
+            "type": {"const": "artifact"},
+            "id": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+            "name": {"type": "string"},
+            "mime": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    },
+    "Lineage": {
+        "type": "object",
+        "required": ["run_id", "step_id", "job_id", "attempt", "worker_session_id", "session_id"],
+        "properties": {
+            "run_id": {"type": "string"},
+            "step_id": {"type": "string"},
+            "job_id": {"type": "string"},
+            "attempt": {"type": "integer", "minimum": 1},
+            "worker_session_id": {"type": "string"},
+            "session_id": {"type": ["string", "null"]},
+        },
+    },
+    "Artifact": {
+        "type": "object",
+        "required": [
+            "type",
+            "id",
+            "project",
+            "name",
+            "mime",
+            "size",
+            "sha256",
+            "state",
+            "created_at",
+            "deleted_at",
+            "owner",
+            "lineage",
+            "created_by",
+            "description",
+            "metadata",
+            "derived_from",
+        ],
+        "properties": {
+            "type": {"const": "artifact"},
+            "id": {"type": "string"},
+            "project": {"type": "string"},
+            "name": {"type": "string"},
+            "mime": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "state": {"enum": ["available", "deleted"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "deleted_at": {"type": ["string", "null"], "format": "date-time"},
+            "owner": {
+                "type": "object",
+                "required": ["kind", "id"],
+                "properties": {
+                    "kind": {"enum": ["run", "user", "agent", "service"]},
+                    "id": {"type": "string"},
+                },
+            },
+            "lineage": {"oneOf": [_ref("Lineage"), {"type": "null"}]},
+            "created_by": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "metadata": {"type": "object"},
+            "derived_from": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "ArtifactList": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Artifact")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "Quota": {
+        "type": "object",
+        "required": ["project", "used_bytes", "limit_bytes", "artifact_count"],
+        "properties": {
+            "project": {"type": "string"},
+            "used_bytes": {"type": "integer"},
+            "limit_bytes": {"type": "integer"},
+            "artifact_count": {"type": "integer"},
+        },
+    },
+    "ClaimRequest": {
+        "type": "object",
+        "required": ["run_id", "step_id", "job_id", "attempt", "worker_session_id"],
+        "properties": {
+            "run_id": {"type": "string", "maxLength": 200},
+            "step_id": {"type": "string", "maxLength": 200},
+            "job_id": {"type": "string", "maxLength": 200},
+            "attempt": {"type": "integer", "minimum": 1},
+            "worker_session_id": {"type": "string", "maxLength": 200},
+            "session_id": {"type": "string", "maxLength": 200},
+            "ttl_seconds": {"type": "integer", "minimum": 1, "default": 3600},
+        },
+    },
+    "Claim": {
+        "type": "object",
+        "required": ["lease_id", "lease_token", "expires_at"],
+        "properties": {
+            "lease_id": {"type": "string"},
+            "lease_token": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "token_expires_at": {"type": "string", "format": "date-time"},
+            "superseded": {"type": ["string", "null"]},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["seq", "type", "artifact", "at"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "type": {"enum": ["artifact.created", "artifact.deleted"]},
+            "artifact": {"type": "object"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "EventPage": {
+        "type": "object",
+        "required": ["items", "next_after"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Event")},
+            "next_after": {"type": "integer"},
+        },
+    },
+    "SignedUrl": {
+        "type": "object",
+        "required": ["url", "expires_at"],
+        "properties": {
+            "url": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    },
+}
+
+
+def _paths() -> dict[str, Any]:
+    artifacts = "/v1/projects/{project}/artifacts"
+    one = artifacts + "/{artifact_id}"
+    content_responses = {
+        "200": {"description": "the bytes", "content": {"*/*": {}}},
+        "206": {"description": "the requested range", "content": {"*/*": {}}},
+        "304": {"description": "not modified (If-None-Match matched the ETag)"},
+        **_problems(401, 403, 404, 410, 416, 503),
+    }
+    content_params = [
+        _PROJECT,
+        _ARTIFACT,
+        _query("exp", {"type": "string"}, "signed URL expiry (Unix seconds)"),
+        _query("kid", {"type": "string"}, "signed URL key id"),
+        _query("sig", {"type": "string"}, "signed URL signature"),
+        {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
+    list_params = [
+        _PROJECT,
+        _query("run_id", {"type": "string"}, "lineage filter"),
+        _query("step_id", {"type": "string"}, "lineage filter"),
+        _query("job_id", {"type": "string"}, "lineage filter"),
+        _query("attempt", {"type": "integer", "minimum": 1}, "lineage filter"),
+        _query("session_id", {"type": "string"}, "lineage filter"),
+        _query("owner", {"type": "string"}, "kind:id — user:alice, agent:x, run:run_42"),
+        _query("mime_class", {"enum": ["image", "html", "code", "text", "other"]}, "class"),
+        _query("name_prefix", {"type": "string"}, "names starting with this"),
+        _query("include_deleted", {"enum": ["true", "false"]}, "include tombstones"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, ""),
+        _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+    ]
+    publish_form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+            "name": {"type": "string", "maxLength": 255},
+            "description": {"type": "string", "maxLength": 4096},
+            "metadata": {"type": "string", "description": "a JSON object, at most 16 KiB"},
+            "derived_from": {"type": "string", "description": "a JSON array of artifact ids"},
+        },
+    }
+    return {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "up")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: Postgres and object storage answer",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "ready"), **_problems(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text exposition",
+                "security": [],
+                "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI")},
+            }
+        },
+        "/v1/projects/{project}/claims": {
+            "post": {
+                "summary": "Register a job claim (claims:write); a higher attempt supersedes",
+                "parameters": [_PROJECT],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("ClaimRequest")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Claim"), "claim registered"),
+                    **_problems(400, 401, 403, 409, 503),
+                },
+            }
+        },
+        "/v1/projects/{project}/claims/{lease_id}/renew": {
+            "post": {
+                "summary": "Renew a claim (claims:write)",
+                "parameters": [_PROJECT, _LEASE],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "new expiry"),
+                    **_problems(400, 401, 403, 404, 503),
+                },
+            }
+        },
+        "/v1/projects/{project}/claims/{lease_id}": {
+            "delete": {
+                "summary": "Release a claim at once (claims:write)",
+                "parameters": [_PROJECT, _LEASE],
+                "responses": {"204": {"description": "released"}, **_problems(401, 403, 404, 503)},
+            }
+        },
+        artifacts: {
+            "post": {
+                "summary": "Publish an artifact (lease token, or artifacts:write)",
+                "security": [{"lease": []}, {"bearer": []}],
+                "parameters": [
+                    _PROJECT,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 255},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"multipart/form-data": {"schema": publish_form}},
+                },
+                "responses": {
+                    "201": _json(_ref("ArtifactRef"), "published"),
+                    "200": _json(_ref("ArtifactRef"), "replay of an Idempotency-Key"),
+                    **_problems(400, 401, 403, 409, 413, 415, 503),
+                },
+            },
+            "get": {
+                "summary": "List artifacts, newest first (artifacts:read)",
+                "parameters": list_params,
+                "responses": {
+                    "200": _json(_ref("ArtifactList"), "a page"),
+                    **_problems(400, 401, 403, 404, 503),
+                },
+            },
+        },
+        artifacts + "/quota": {
+            "get": {
+                "summary": "The project's quota (artifacts:read)",
+                "parameters": [_PROJECT],
+                "responses": {
+                    "200": _json(_ref("Quota"), "quota"),
+                    **_problems(400, 401, 403, 503),
+                },
+            }
+        },
+        "/v1/projects/{project}/quota": {
+            "put": {
+                "summary": "Set the project's limit (artifacts:admin)",
+                "parameters": [_PROJECT],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["limit_bytes"],
+                                "properties": {"limit_bytes": {"type": "integer", "minimum": 0}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Quota"), "quota"),
+                    **_problems(400, 401, 403, 503),
+                },
+            }
+        },
+        one: {
+            "get": {
+                "summary": "The artifact, or its tombstone (artifacts:read)",
+                "parameters": [_PROJECT, _ARTIFACT],
+                "responses": {
+                    "200": _json(_ref("Artifact"), "the artifact"),
+                    **_problems(401, 403, 404, 503),
+                },
+            },
+            "delete": {
+                "summary": "Soft-delete (artifacts:delete on own artifacts, or artifacts:admin)",
+                "parameters": [_PROJECT, _ARTIFACT],
+                "responses": {
+                    "204": {"description": "deleted (also when already deleted)"},
+                    **_problems(401, 403, 404, 503),
+                },
+            },
+        },
+        one + "/content": {
+            "get": {
+                "summary": "The bytes (artifacts:read, or a signed URL)",
+                "security": [{"bearer": []}, {}],
+                "parameters": content_params,
+                "responses": content_responses,
+            },
+            "head": {
+                "summary": "The headers of the bytes",
+                "security": [{"bearer": []}, {}],
+                "parameters": content_params,
+                "responses": content_responses,
+            },
+        },
+        one + "/signed-url": {
+            "post": {
+                "summary": "Mint a short-lived signed content URL (artifacts:read)",
+                "parameters": [_PROJECT, _ARTIFACT],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "expires_in": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": 3600,
+                                        "default": 300,
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("SignedUrl"), "signed URL"),
+                    **_problems(400, 401, 403, 404, 410, 503),
+                },
+            }
+        },
+        one + "/signed-urls": {
+            "delete": {
+                "summary": "Revoke every signed URL minted so far (artifacts:admin)",
+                "parameters": [_PROJECT, _ARTIFACT],
+                "responses": {"204": {"description": "revoked"}, **_problems(401, 403, 404, 503)},
+            }
+        },
+        "/v1/projects/{project}/events": {
+            "get": {
+                "summary": "Events after a seq; text/event-stream streams them live",
+                "parameters": [
+                    _PROJECT,
+                    _query("after", {"type": "integer", "minimum": 0}, "last seq seen"),
+                    _query("type", {"enum": ["artifact.created", "artifact.deleted"]}, ""),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, ""),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "a page, or a server-sent event stream",
+                        "content": {JSON: {"schema": _ref("EventPage")}, "text/event-stream": {}},
+                    },
+                    **_problems(400, 401, 403, 404, 503),
+                },
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Mobius artifact gateway",
+            "version": __version__,
+            "description": (
+                "Publish, list, download and watch run artifacts. Errors are RFC 9457 "
+                "problem+json with a stable `code`."
+            ),
+        },
+        "security": _BEARER,
+        "paths": _paths(),
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "lease": {"type": "apiKey", "in": "header", "name": "X-Mobius-Lease-Token"},
+            },
+            "responses": {
+                f"Problem{status}": {
+                    "description": text,
+                    "content": {PROBLEM: {"schema": _ref("Problem")}},
+                }
+                for status, text in _PROBLEM_TEXT.items()
+            },
+        },
+    }
