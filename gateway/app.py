@@ -18,7 +18,7 @@ from gateway import api, events, gc, metrics
 from gateway.auth import PrincipalVerifier
 from gateway.config import Config
 from gateway.middleware import echo_request_id, error_middleware, request_context_middleware
-from gateway.state import CONFIG, DB, LEASE_TOKENS, PRINCIPALS, STORE
+from gateway.state import CONFIG, DB, DRAIN, LEASE_TOKENS, PRINCIPALS, STORE, Drain
 from leases import LeaseKey, LeaseTokens
 from storage import S3ObjectStore, S3Settings
 
@@ -104,6 +104,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=MAX_JSON_BODY,
     )
     app[CONFIG] = config
+    app[DRAIN] = Drain()
     app.on_response_prepare.append(echo_request_id)
     app[LEASE_TOKENS] = LeaseTokens(
         [LeaseKey(kid=k.kid, secret=k.secret) for k in config.lease_signing_keys],

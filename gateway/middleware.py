@@ -12,9 +12,15 @@ from aiohttp.typedefs import Handler
 from ulid import ULID
 
 from gateway import metrics
-from gateway.errors import PROBLEM_CONTENT_TYPE, InternalError, Problem, problem_for
+from gateway.errors import (
+    PROBLEM_CONTENT_TYPE,
+    InternalError,
+    Problem,
+    Unavailable,
+    problem_for,
+)
 from gateway.logs import get_logger
-from gateway.state import REQUEST_CONTEXT, RequestContext, context
+from gateway.state import DRAIN, REQUEST_CONTEXT, RequestContext, context
 
 log = get_logger("gateway.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -35,6 +41,9 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
     request_id = incoming if _REQUEST_ID.match(incoming) else str(ULID())
     ctx = RequestContext(request_id=request_id)
     request[REQUEST_CONTEXT] = ctx
+    drain = request.app[DRAIN]
+    drain.enter()
+    ctx.counted = True
     started = time.perf_counter()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -48,6 +57,7 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         status = 499 if request.transport is None or request.transport.is_closing() else 500
         raise
     finally:
+        release_drain(request)
         route = route_of(request)
         duration = time.perf_counter() - started
         metrics.HTTP_REQUESTS.labels(route, request.method, metrics.status_class(status)).inc()
@@ -64,6 +74,14 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         )
 
 
+def release_drain(request: web.Request) -> None:
+    """Leave the drain count (once): at the end of a request, or when a stream starts."""
+    ctx = context(request)
+    if ctx.counted:
+        ctx.counted = False
+        request.app[DRAIN].leave()
+
+
 def problem_response(problem: Problem, request_id: str) -> web.Response:
     return web.Response(
         status=problem.status,
@@ -76,6 +94,11 @@ def problem_response(problem: Problem, request_id: str) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.app[DRAIN].draining:
+            raise Unavailable(
+                "the gateway is shutting down; retry on another replica",
+                headers={"Connection": "close", "Retry-After": "1"},
+            )
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -28,6 +28,7 @@ from typing import Any
 from gateway.config import Config
 
 RESTART_BACKOFF_SECONDS = 1.0
+CANCEL_AFTER_DRAIN_SECONDS = 1.0
 
 
 async def run_worker(config: Config, *, ready: Any = None) -> None:
@@ -40,7 +41,8 @@ async def run_worker(config: Config, *, ready: Any = None) -> None:
 
     log = get_logger("gateway.server")
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.shutdown_timeout_seconds)
+    # The drain below does the waiting; what the runner finds still running is cancelled.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_AFTER_DRAIN_SECONDS)
     await runner.setup()
     runners = [runner]
     await web.TCPSite(runner, config.host, config.port, reuse_port=True, backlog=1024).start()
@@ -57,10 +59,32 @@ async def run_worker(config: Config, *, ready: Any = None) -> None:
     if ready is not None:
         ready.set()
     await stop.wait()
-    log.info("gateway.draining", timeout=config.shutdown_timeout_seconds)
+    await drain(app, runner, config.shutdown_timeout_seconds)
     for r in reversed(runners):
         await r.cleanup()
     log.info("gateway.stopped")
+
+
+async def drain(app: Any, runner: Any, timeout: float) -> None:
+    """Stop accepting, then let requests in flight finish for up to ``timeout`` seconds.
+
+    aiohttp's own shutdown stops reading request bodies at once, which would cut
+    every upload in flight; so the listening sockets close first, new requests on
+    open connections get ``503`` with ``Connection: close``, and only what is still
+    running after ``timeout`` is cancelled by the runner's cleanup (a cancelled
+    publish aborts its upload and publishes nothing).
+    """
+    from gateway.logs import get_logger
+    from gateway.state import DRAIN
+
+    log = get_logger("gateway.server")
+    state = app[DRAIN]
+    for site in list(runner.sites):
+        await site.stop()
+    state.draining = True
+    log.info("gateway.draining", in_flight=state.in_flight, timeout=timeout)
+    if not await state.wait_idle(timeout):
+        log.warning("gateway.drain_timeout", in_flight=state.in_flight)
 
 
 def _worker_main(config: Config) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ class RequestContext:
     lease_id: str | None = None
     principal: Principal | None = None
     bytes_in: int | None = None
+    counted: bool = False  # holds a place in the Drain count
 
     def log_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -42,6 +44,42 @@ class RequestContext:
 
 
 REQUEST_CONTEXT = web.RequestKey("context", RequestContext)
+
+
+class Drain:
+    """Requests in flight, and whether the process is draining before it stops.
+
+    Long-lived streams (server-sent events) leave the count once they start
+    streaming: a drain waits for uploads and downloads, not for subscriptions.
+    """
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True when every request in flight finished within ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+DRAIN = web.AppKey("drain", Drain)
 
 
 def context(request: web.Request) -> RequestContext:

@@ -270,10 +270,12 @@ async def put_quota(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/v1/projects/{project}/artifacts", handle_publish)
-    app.router.add_get("/v1/projects/{project}/artifacts", list_artifacts)
-    app.router.add_get("/v1/projects/{project}/artifacts/quota", get_quota)
+    app.router.add_get("/v1/projects/{project}/artifacts", list_artifacts, allow_head=False)
+    app.router.add_get("/v1/projects/{project}/artifacts/quota", get_quota, allow_head=False)
     app.router.add_put("/v1/projects/{project}/quota", put_quota)
-    app.router.add_get("/v1/projects/{project}/artifacts/{artifact_id}", get_artifact)
+    app.router.add_get(
+        "/v1/projects/{project}/artifacts/{artifact_id}", get_artifact, allow_head=False
+    )
     app.router.add_delete("/v1/projects/{project}/artifacts/{artifact_id}", delete_artifact)
     app.router.add_post(
         "/v1/projects/{project}/artifacts/{artifact_id}/signed-url", mint_signed_url

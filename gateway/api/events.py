@@ -27,6 +27,7 @@ from gateway.credentials import principal_of
 from gateway.errors import Forbidden, InvalidRequest, NotFound
 from gateway.jsonio import json_response
 from gateway.logs import get_logger
+from gateway.middleware import release_drain
 from gateway.state import DB, EVENT_HUB
 
 log = get_logger("gateway.events")
@@ -160,6 +161,7 @@ async def stream_events(request: web.Request, query: events.FeedQuery) -> web.St
     # Subscribe before the first read, so an event committed in between still wakes us.
     with hub.subscribe(query.project) as subscription:
         await response.prepare(request)
+        release_drain(request)  # a subscription does not hold up a drain
         log.info("events.stream_opened", after=query.after, event_type=query.event_type)
         last_write = loop.time()
         try:
@@ -197,5 +199,5 @@ async def _close_streams(app: web.Application) -> None:
 
 def setup(app: web.Application) -> None:
     """Registers the events route and the shutdown hook that ends live streams."""
-    app.router.add_get("/v1/projects/{project}/events", get_events)
+    app.router.add_get("/v1/projects/{project}/events", get_events, allow_head=False)
     app.on_shutdown.append(_close_streams)

@@ -21,11 +21,11 @@ async def get_openapi(request: web.Request) -> web.Response:
 def metrics_app() -> web.Application:
     """A bare app serving only /metrics, for GATEWAY_METRICS_PORT."""
     app = web.Application()
-    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/metrics", get_metrics, allow_head=False)
     return app
 
 
 def setup(app: web.Application) -> None:
     if app[CONFIG].metrics_port is None:
-        app.router.add_get("/metrics", get_metrics)
-    app.router.add_get("/v1/openapi.json", get_openapi)
+        app.router.add_get("/metrics", get_metrics, allow_head=False)
+    app.router.add_get("/v1/openapi.json", get_openapi, allow_head=False)

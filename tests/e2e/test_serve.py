@@ -1,0 +1,371 @@
+"""``artifact-gateway serve`` as operators run it: logs, workers, metrics, drain, gc."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.app import s3_settings
+from gateway.devstack import free_port
+from storage import S3ObjectStore
+from tests.conftest import (
+    TEST_JWT_SECRET,
+    TEST_LEASE_KEY,
+    TEST_URL_KEY,
+    make_config,
+)
+from tests.helpers import READER, SCHEDULER
+
+pytestmark = pytest.mark.timeout(180)
+MiB = 1024 * 1024
+
+
+class Gateway:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log = log
+        self.base = f"http://127.0.0.1:{port}"
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log.read_text().splitlines():
+            raw = raw.strip()
+            if raw.startswith("{"):
+                lines.append(json.loads(raw))
+        return lines
+
+
+@contextmanager
+def serve(backends, tmp_path: Path, *, workers: int = 1, **env: str) -> Iterator[Gateway]:
+    port = free_port()
+    log = tmp_path / f"gateway-{port}.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS"))}
+    environ |= {
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_DATABASE_URL": backends.database_url,
+        "GATEWAY_S3_ENDPOINT_URL": backends.s3_endpoint_url,
+        "GATEWAY_S3_ACCESS_KEY_ID": backends.s3_access_key_id,
+        "GATEWAY_S3_SECRET_ACCESS_KEY": backends.s3_secret_access_key,
+        "GATEWAY_S3_BUCKET": backends.s3_bucket,
+        "GATEWAY_AUTH_JWT_SECRET": TEST_JWT_SECRET,
+        "GATEWAY_LEASE_SIGNING_KEY": f"lease-1:{TEST_LEASE_KEY}",
+        "GATEWAY_URL_SIGNING_KEYS": f"url-1:{TEST_URL_KEY}",
+        "GATEWAY_DB_POOL_MIN": "1",
+        "GATEWAY_DB_POOL_MAX": "5",
+        **env,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--workers", str(workers)],
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    gateway = Gateway(proc, port, log)
+    try:
+        _wait_ready(gateway)
+        yield gateway
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _wait_ready(gateway: Gateway) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert gateway.proc.poll() is None, gateway.log.read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(gateway.base + "/readyz", timeout=2) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("gateway did not become ready")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def claim(http: aiohttp.ClientSession, base: str, project: str) -> dict[str, Any]:
+    body = {
+        "run_id": "r",
+        "step_id": "s",
+        "job_id": f"j{time.time_ns()}",
+        "attempt": 1,
+        "worker_session_id": "w",
+    }
+    async with http.post(
+        f"{base}/v1/projects/{project}/claims", json=body, headers=SCHEDULER
+    ) as resp:
+        assert resp.status == 201
+        result: dict[str, Any] = await resp.json()
+        return result
+
+
+def form(data: Any, name: str = "f.bin") -> aiohttp.FormData:
+    fd = aiohttp.FormData(default_to_multipart=True)
+    fd.add_field("file", data, filename=name, content_type="application/octet-stream")
+    return fd
+
+
+async def test_logs_are_json_with_request_context_and_no_secrets(
+    backends, tmp_path, project, http
+) -> None:
+    with serve(backends, tmp_path) as gw:
+        lease = await claim(http, gw.base, project)
+        token = lease["lease_token"]
+        async with http.post(
+            f"{gw.base}/v1/projects/{project}/artifacts",
+            data=form(b"hello"),
+            headers={"X-Mobius-Lease-Token": token, "X-Request-ID": "trace-123"},
+        ) as resp:
+            assert resp.status == 201
+            assert resp.headers["X-Request-ID"] == "trace-123"
+            artifact = await resp.json()
+        url = f"{gw.base}/v1/projects/{project}/artifacts/{artifact['id']}"
+        async with http.post(url + "/signed-url", headers=READER) as resp:
+            signed = await resp.json()
+        async with http.get(gw.base + signed["url"]) as resp:
+            assert resp.status == 200
+        async with http.get(gw.base + signed["url"].replace("sig=", "sig=x")) as resp:
+            assert resp.status == 403
+        async with http.post(
+            f"{gw.base}/v1/projects/{project}/artifacts",
+            data=form(b"x"),
+            headers={"X-Mobius-Lease-Token": token + "tampered"},
+        ) as resp:
+            assert resp.status == 401
+    text = gw.log.read_text()
+    sig = signed["url"].split("sig=")[1]
+    for secret in (
+        token,
+        sig,
+        READER["Authorization"].split()[1],
+        SCHEDULER["Authorization"].split()[1],
+        TEST_JWT_SECRET,
+        TEST_URL_KEY,
+    ):
+        assert secret not in text
+    lines = gw.log_lines()
+    access = [line for line in lines if line.get("event") == "http.request"]
+    publish = next(a for a in access if a.get("request_id") == "trace-123")
+    assert publish["route"] == "/v1/projects/{project}/artifacts"
+    assert publish["status"] == 201 and publish["project"] == project
+    assert publish["artifact_id"] == artifact["id"]
+    assert publish["lease_id"] == lease["lease_id"]
+    assert publish["duration_ms"] >= 0 and publish["bytes_in"] > 0
+    events = {line.get("event") for line in lines}
+    assert {
+        "artifact.published",
+        "signed_url.minted",
+        "signed_url.redeemed",
+        "lease.rejected",
+    } <= events
+
+
+def scrape(text: str) -> dict[str, Any]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+async def test_metrics_aggregate_across_workers(backends, tmp_path, project, http) -> None:
+    metrics_port = free_port()
+    with serve(backends, tmp_path, workers=2, GATEWAY_METRICS_PORT=str(metrics_port)) as gw:
+        lease = await claim(http, gw.base, project)
+        headers = {"X-Mobius-Lease-Token": lease["lease_token"]}
+        n = 24
+        for i in range(n):  # new connections, so the kernel spreads them over both workers
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(
+                    f"{gw.base}/v1/projects/{project}/artifacts",
+                    data=form(b"x" * (i + 1)),
+                    headers=headers,
+                ) as resp,
+            ):
+                assert resp.status == 201
+        async with http.get(f"{gw.base}/metrics") as resp:
+            assert resp.status == 404  # metrics live on their own port
+        async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+            assert resp.status == 200
+            text = await resp.text()
+    families = scrape(text)
+    published = sum(
+        s.value
+        for s in families["artifact_gateway_publishes"].samples
+        if s.name.endswith("_total") and s.labels["result"] == "created"
+    )
+    assert published == n
+    requests = [
+        s
+        for s in families["artifact_gateway_http_requests"].samples
+        if s.name.endswith("_total") and s.labels["route"] == "/v1/projects/{project}/artifacts"
+    ]
+    assert sum(s.value for s in requests) == n
+    pids = {line.get("pid") for line in gw.log_lines() if line.get("event") == "gateway.listening"}
+    assert len(pids) == 2
+    for family in families.values():
+        assert family.name.startswith("artifact_gateway_"), family.name
+        for sample in family.samples:
+            assert project not in str(sample.labels)
+            assert "art_" not in str(sample.labels)
+    expected = {
+        "artifact_gateway_http_request_duration_seconds",
+        "artifact_gateway_uploads_in_flight",
+        "artifact_gateway_upload_received_bytes",
+        "artifact_gateway_upload_stored_bytes",
+        "artifact_gateway_upload_duration_seconds",
+        "artifact_gateway_upload_size_bytes",
+        "artifact_gateway_storage_operation_duration_seconds",
+        "artifact_gateway_db_pool_connections",
+        "artifact_gateway_db_query_duration_seconds",
+        "artifact_gateway_lease_verifications",
+        "artifact_gateway_events_emitted",
+        "artifact_gateway_build_info",
+    }
+    assert expected <= set(families)
+
+
+async def _slow_body(total: int, chunk: int, delay: float) -> AsyncIterator[bytes]:
+    block = os.urandom(chunk)
+    sent = 0
+    while sent < total:
+        await asyncio.sleep(delay)
+        sent += chunk
+        yield block
+
+
+async def test_sigterm_drains_uploads_in_flight(backends, tmp_path, project, http) -> None:
+    with serve(backends, tmp_path, GATEWAY_SHUTDOWN_TIMEOUT_SECONDS="20") as gw:
+        lease = await claim(http, gw.base, project)
+        upload = asyncio.create_task(
+            http.post(
+                f"{gw.base}/v1/projects/{project}/artifacts",
+                data=form(_slow_body(12 * MiB, MiB, 0.15)),
+                headers={"X-Mobius-Lease-Token": lease["lease_token"]},
+            )
+        )
+        await asyncio.sleep(0.6)
+        gw.proc.send_signal(signal.SIGTERM)
+        resp = await upload
+        assert resp.status == 201  # the upload in flight finished during the drain
+        await asyncio.to_thread(gw.proc.wait, 30)
+        assert gw.proc.returncode == 0
+    conn = await asyncpg.connect(backends.database_url)
+    try:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM artifacts WHERE project_id=$1", project) == 1
+        )
+    finally:
+        await conn.close()
+
+
+async def test_drain_timeout_aborts_cleanly(backends, tmp_path, project, http) -> None:
+    with serve(backends, tmp_path, GATEWAY_SHUTDOWN_TIMEOUT_SECONDS="1") as gw:
+        lease = await claim(http, gw.base, project)
+        upload = asyncio.create_task(
+            http.post(
+                f"{gw.base}/v1/projects/{project}/artifacts",
+                data=form(_slow_body(40 * MiB, MiB, 0.2)),
+                headers={"X-Mobius-Lease-Token": lease["lease_token"]},
+            )
+        )
+        await asyncio.sleep(2.5)  # past the first 8 MiB part: a multipart upload is open
+        gw.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(aiohttp.ClientError):
+            resp = await upload
+            assert resp.status >= 500
+            raise aiohttp.ClientError(resp.status)
+        await asyncio.to_thread(gw.proc.wait, 30)
+    await _assert_project_empty(backends, project)
+
+
+async def _assert_project_empty(backends, project: str) -> None:
+    conn = await asyncpg.connect(backends.database_url)
+    try:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM artifacts WHERE project_id=$1", project) == 0
+        )
+        assert (
+            await conn.fetchval("SELECT count(*) FROM pending_uploads WHERE project_id=$1", project)
+            == 0
+        )
+    finally:
+        await conn.close()
+    async with S3ObjectStore.connect(s3_settings(make_config(backends))) as store:
+        assert await store.list_incomplete_uploads(f"projects/{project}/") == []
+        assert [o async for o in store.list_objects(f"projects/{project}/")] == []
+
+
+async def test_gc_cleans_up_after_a_killed_gateway(backends, tmp_path, project, http) -> None:
+    with serve(backends, tmp_path) as gw:
+        lease = await claim(http, gw.base, project)
+        upload = asyncio.create_task(
+            http.post(
+                f"{gw.base}/v1/projects/{project}/artifacts",
+                data=form(_slow_body(64 * MiB, MiB, 0.05)),
+                headers={"X-Mobius-Lease-Token": lease["lease_token"]},
+            )
+        )
+        conn = await asyncpg.connect(backends.database_url)
+        try:
+            for _ in range(200):  # until the multipart upload is recorded as pending
+                await asyncio.sleep(0.05)
+                if await conn.fetchval(
+                    "SELECT count(*) FROM pending_uploads WHERE project_id=$1", project
+                ):
+                    break
+            else:
+                raise AssertionError("the upload never became a pending multipart upload")
+        finally:
+            await conn.close()
+        gw.proc.kill()  # SIGKILL: no cleanup runs
+        gw.proc.wait(10)
+        with pytest.raises(aiohttp.ClientError):
+            await upload
+    async with S3ObjectStore.connect(s3_settings(make_config(backends))) as store:
+        assert await store.list_incomplete_uploads(f"projects/{project}/")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
+        "GATEWAY_DATABASE_URL": backends.database_url,
+        "GATEWAY_S3_ENDPOINT_URL": backends.s3_endpoint_url,
+        "GATEWAY_S3_ACCESS_KEY_ID": backends.s3_access_key_id,
+        "GATEWAY_S3_SECRET_ACCESS_KEY": backends.s3_secret_access_key,
+        "GATEWAY_S3_BUCKET": backends.s3_bucket,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "gc", "--grace-seconds", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["aborted_uploads"] + report["cleared_pending"] >= 1
+    assert report["failed"] == 0
+    await _assert_project_empty(backends, project)
