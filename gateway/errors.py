@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 import leases
 import storage
@@ -153,6 +154,8 @@ def problem_for(exc: BaseException) -> Problem | None:
         api = Unavailable("object storage failed the request; nothing was published")
     elif isinstance(exc, DB_UNAVAILABLE):
         api = Unavailable("the database is unavailable; nothing was published")
+    elif isinstance(exc, HttpProcessingError):
+        api = InvalidRequest(f"malformed request: {exc.message}")
     elif isinstance(exc, web.HTTPException) and exc.status >= 400:
         cls = _HTTP_CODES.get(exc.status)
         if cls is not None:

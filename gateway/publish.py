@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import artifacts, content, metrics
 from gateway.api.params import project_of
@@ -108,9 +109,30 @@ class Form:
     seen: set[str] = field(default_factory=set)
 
 
-async def _read_capped(part: BodyPartReader, cap: int) -> str:
+async def _read_chunk(part: BodyPartReader, size: int, idle_timeout: float) -> bytes:
+    """One chunk of a part; a malformed body or a client that stalls is a 400."""
+    try:
+        async with asyncio.timeout(idle_timeout):
+            return await part.read_chunk(size)
+    except TimeoutError:
+        raise InvalidRequest(f"no body bytes arrived for {idle_timeout:g} seconds") from None
+    except (ValueError, HttpProcessingError) as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}") from None
+
+
+async def _next_part(reader: MultipartReader, idle_timeout: float) -> Any:
+    try:
+        async with asyncio.timeout(idle_timeout):
+            return await reader.next()
+    except TimeoutError:
+        raise InvalidRequest(f"no body bytes arrived for {idle_timeout:g} seconds") from None
+    except (ValueError, HttpProcessingError) as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}") from None
+
+
+async def _read_capped(part: BodyPartReader, cap: int, idle_timeout: float) -> str:
     data = bytearray()
-    while chunk := await part.read_chunk(4096):
+    while chunk := await _read_chunk(part, 4096, idle_timeout):
         data += chunk
         if len(data) > cap:
             raise InvalidRequest(f"part '{part.name}' is larger than {cap} bytes")
@@ -152,19 +174,21 @@ def _parse_descriptive(form: Form, name: str, text: str) -> None:
         form.derived_from = tuple(dict.fromkeys(value))
 
 
-async def _file_chunks(part: BodyPartReader, request: web.Request) -> AsyncIterator[bytes]:
+async def _file_chunks(
+    part: BodyPartReader, request: web.Request, idle_timeout: float
+) -> AsyncIterator[bytes]:
     received = 0
     ctx = context(request)
-    while chunk := await part.read_chunk(READ_CHUNK):
+    while chunk := await _read_chunk(part, READ_CHUNK, idle_timeout):
         received += len(chunk)
         ctx.bytes_in = received
         yield chunk
 
 
-async def _hash_only(part: BodyPartReader, limit: int) -> tuple[str, int]:
+async def _hash_only(part: BodyPartReader, limit: int, idle_timeout: float) -> tuple[str, int]:
     """Digest a replayed file without storing it again."""
     digest, size = hashlib.sha256(), 0
-    while chunk := await part.read_chunk(READ_CHUNK):
+    while chunk := await _read_chunk(part, READ_CHUNK, idle_timeout):
         size += len(chunk)
         if size > limit:
             raise EntityTooLarge(limit)
@@ -216,8 +240,9 @@ class Publish:
         """Read every part; store the file (or, on replay, only hash it)."""
         form, replay_digest = Form(), None
         parts = 0
+        idle = self.config.body_idle_timeout_seconds
         while True:
-            part = await reader.next()
+            part = await _next_part(reader, idle)
             if part is None:
                 break
             parts += 1
@@ -240,17 +265,18 @@ class Publish:
                 form.filename = part.filename
                 form.declared_mime = part.headers.get("Content-Type")
                 if replay is not None:
-                    replay_digest, _ = await _hash_only(part, self.config.max_artifact_bytes)
+                    replay_digest, _ = await _hash_only(part, self.config.max_artifact_bytes, idle)
                 else:
                     form.stored = await self.store.put_stream(
                         self.key,
-                        _file_chunks(part, self.request),
+                        _file_chunks(part, self.request, idle),
                         max_bytes=self.config.max_artifact_bytes,
                         on_multipart_started=self._on_multipart,
                     )
                     self.written = True
             elif name in PART_CAPS:
-                _parse_descriptive(form, name, await _read_capped(part, PART_CAPS[name]))
+                text = await _read_capped(part, PART_CAPS[name], idle)
+                _parse_descriptive(form, name, text)
             else:
                 raise InvalidRequest(f"unknown part '{name}'")
         if "file" not in form.seen:
