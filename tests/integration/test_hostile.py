@@ -4,6 +4,7 @@ nothing is published, and the gateway stays healthy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -53,10 +54,8 @@ async def raw_request(
             return b""
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-        except ConnectionError:
-            pass
 
 
 def multipart_head(project: str, token: str, boundary: str, length: int | None) -> bytes:
