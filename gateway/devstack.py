@@ -135,7 +135,7 @@ class EmbeddedPostgres:
                 **as_user,
             )
         self._refuse_if_running()
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps its address
         settings = ["-c", "max_connections=400", "-c", "listen_addresses=127.0.0.1"]
         if not self.durable:
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
@@ -240,6 +240,7 @@ class EmbeddedSeaweedFS:
     volume_size_limit_mb: int = 256
     s3_port: int = 0
     master_port: int = 0
+    _ports: dict[str, int] = field(default_factory=dict, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -264,7 +265,7 @@ class EmbeddedSeaweedFS:
         s3_config = root / "s3.json"
         s3_config.write_text(json.dumps(identities))
         s3_config.chmod(0o600)
-        ports = {
+        ports = self._ports or {
             name: free_port()
             for name in (
                 "master.port",
@@ -277,6 +278,7 @@ class EmbeddedSeaweedFS:
                 "s3.port.grpc",
             )
         }
+        self._ports = ports  # a restart keeps its addresses
         self.s3_port = ports["s3.port"]
         self.master_port = ports["master.port"]
         args = [
