@@ -491,6 +491,18 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _with_common_problems(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every project-scoped operation can answer 400 (a malformed id) and 503."""
+    for operations in paths.values():
+        for operation in operations.values():
+            if _PROJECT in operation.get("parameters", []):
+                for status in (400, 503):
+                    operation["responses"].setdefault(
+                        str(status), {"$ref": f"#/components/responses/Problem{status}"}
+                    )
+    return paths
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -503,7 +515,7 @@ def document() -> dict[str, Any]:
             ),
         },
         "security": _BEARER,
-        "paths": _paths(),
+        "paths": _with_common_problems(_paths()),
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
