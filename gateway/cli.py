@@ -57,7 +57,9 @@ def cmd_gc(args: argparse.Namespace) -> None:
     except ConfigError as exc:
         _fail(str(exc))
     from gateway.gc import run_once
+    from gateway.logs import configure_logging
 
+    configure_logging(config.log_level, config.log_format)
     report = asyncio.run(run_once(config, grace_seconds=args.grace_seconds))
     print(json.dumps(report.as_dict()))
 
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(func=cmd_token)
+    from gateway.client.cli import register_client_commands
+
+    register_client_commands(sub)
     return parser
 
 
