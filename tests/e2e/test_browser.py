@@ -1,10 +1,10 @@
 """A real browser against the serving policy: hostile artifacts run no script, a PNG
 displays inline.
 
-Headless Chromium (driven over the DevTools protocol) opens signed content URLs (no other credential needed). Each
-hostile artifact tries to call back to a loopback listener the test runs; the
-listener must hear nothing. A control page, served outside the gateway with the
-same script, proves the listener would hear it.
+Headless Chromium (driven over the DevTools protocol) opens signed content URLs
+(no other credential needed). Each hostile artifact tries to call back to a
+loopback listener the test runs; the listener must hear nothing. A control page,
+served outside the gateway with the same script, proves the listener would hear it.
 """
 
 from __future__ import annotations
