@@ -1,0 +1,229 @@
+"""The client subcommands of ``artifact-gateway`` as subprocesses against a served gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.devstack import free_port
+from tests.conftest import ALL_SCOPES, principal_token
+from tests.e2e.test_serve import Gateway, serve
+from tests.helpers import ADMIN, SCHEDULER
+
+pytestmark = pytest.mark.timeout(90)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def gateway(backends: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with serve(backends, tmp_path_factory.mktemp("client-cli")) as gw:
+        yield gw
+
+
+def call(gw: Gateway, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+    request = urllib.request.Request(
+        gw.base + path,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def new_lease(gw: Gateway, project: str) -> dict[str, Any]:
+    body = {
+        "run_id": "run_cli",
+        "step_id": "s",
+        "job_id": f"job_{time.time_ns()}",
+        "attempt": 1,
+        "worker_session_id": "ws_cli",
+    }
+    result: dict[str, Any] = call(gw, "POST", f"/v1/projects/{project}/claims", body, SCHEDULER)
+    return result
+
+
+def environ(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOBIUS_", "GATEWAY_"))}
+    return env | values
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(*args: str, env: dict[str, str]) -> str:
+    result = cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    return result.stdout
+
+
+def failing(status: int, code: str, *args: str, env: dict[str, str]) -> str:
+    result = cli(*args, env=env)
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"artifact-gateway: {code}"), line
+    return line
+
+
+def usage_error(*args: str, env: dict[str, str]) -> None:
+    result = cli(*args, env=env)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "error:" in result.stderr and result.stdout == ""
+
+
+@pytest.fixture
+def project() -> str:
+    return "cli-" + secrets.token_hex(5)
+
+
+@pytest.fixture
+def env(gateway: Gateway, project: str) -> dict[str, str]:
+    """A worker's and a reader's environment together: lease, principal token, project."""
+    return environ(
+        MOBIUS_ARTIFACTS_URL=gateway.base,
+        MOBIUS_LEASE_TOKEN=new_lease(gateway, project)["lease_token"],
+        MOBIUS_ARTIFACTS_TOKEN=principal_token("user:ops", ALL_SCOPES, projects=[project]),
+        MOBIUS_PROJECT=project,
+    )
+
+
+def test_round_trip(gateway: Gateway, project: str, env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha\n")
+    (tmp_path / "b.bin").write_bytes(os.urandom(300_000))
+    lines = ok(
+        "publish",
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "b.bin"),
+        "--metadata",
+        '{"suite": "cli"}',
+        env=env,
+    ).splitlines()
+    a, b = (json.loads(line) for line in lines)
+    assert (a["name"], a["size"], a["project"]) == ("a.txt", 6, project)
+    assert b["name"] == "b.bin" and b["size"] == 300_000
+
+    table = ok("ls", env=env).splitlines()
+    assert table[0].split()[:2] == ["ID", "SIZE"]
+    assert [row.split()[0] for row in table[1:]] == [b["id"], a["id"]]  # newest first
+    assert "a.txt" in table[2] and "run:run_cli" in table[2]
+    listed = [
+        json.loads(line) for line in ok("ls", "--json", "--name-prefix", "a", env=env).splitlines()
+    ]
+    assert [(x["id"], x["metadata"]) for x in listed] == [(a["id"], {"suite": "cli"})]
+    assert ok("ls", "--run-id", "run_cli", "--limit", "1", env=env).count("\n") == 2
+
+    out = tmp_path / "out"
+    out.mkdir()
+    written = ok("download", b["id"], "-o", str(out), env=env).strip()
+    assert written == str(out / "b.bin")
+    assert (out / "b.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+
+    url = ok("url", a["id"], "--expires-in", "60", env=env).strip()
+    assert url.startswith(f"{gateway.base}/v1/projects/{project}/artifacts/{a['id']}/content?")
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.read() == b"alpha\n"
+
+    assert ok("rm", a["id"], env=env) == ""
+    assert a["id"] not in ok("ls", env=env)
+    assert ok("quota", env=env).startswith(f"{project}: 293.0 KiB of ")
+    assert json.loads(ok("quota", "--json", env=env))["artifact_count"] == 1
+
+    events = [json.loads(x) for x in ok("watch", "--count", "3", "--json", env=env).splitlines()]
+    assert [(e["type"], e["artifact"]["id"]) for e in events] == [
+        ("artifact.created", a["id"]),
+        ("artifact.created", b["id"]),
+        ("artifact.deleted", a["id"]),
+    ]
+    after = str(events[1]["seq"])
+    assert ok("watch", "--after", after, "--count", "1", env=env).split()[1] == "artifact.deleted"
+
+
+def test_exit_codes(gateway: Gateway, project: str, env: dict[str, str], tmp_path: Path) -> None:
+    small = tmp_path / "small.txt"
+    small.write_text("x" * 100)
+    published = json.loads(ok("publish", str(small), env=env))
+
+    # 3: authentication and authorisation, lease errors included
+    failing(3, "unauthenticated", "quota", "--token", "not-a-token", env=env)
+    other = principal_token("user:eve", "artifacts:read", projects=[project])
+    failing(3, "forbidden", "rm", published["id"], "--token", other, env=env)
+    lease = new_lease(gateway, project)
+    call(gateway, "DELETE", f"/v1/projects/{project}/claims/{lease['lease_id']}", None, SCHEDULER)
+    failing(
+        3, "lease_inactive", "publish", str(small), "--lease-token", lease["lease_token"], env=env
+    )
+
+    # 4: quota and size
+    call(gateway, "PUT", f"/v1/projects/{project}/quota", {"limit_bytes": 10}, ADMIN)
+    line = failing(4, "quota_exceeded", "publish", str(small), env=env)
+    assert "100" in line
+
+    # 2: usage and configuration
+    usage_error("publish", env=env)
+    usage_error("ls", "--limit", "many", env=env)
+    usage_error("publish", str(small), "--metadata", "[1]", env=env)
+    failing(2, "usage", "publish", str(small), str(small), "--name", "x", env=env)
+    failing(2, "configuration_error", "quota", env=environ(MOBIUS_PROJECT=project))
+    failing(2, "configuration_error", "quota", env=environ(MOBIUS_ARTIFACTS_URL=gateway.base))
+
+    # 5: unavailable after retries
+    closed = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    line = failing(5, "unavailable", "quota", "--url", closed, "--retries", "1", env=env)
+    assert closed in line and time.monotonic() - started < 15
+
+    # 1: anything else
+    failing(1, "not_found", "download", "art_" + "0" * 26, "-o", str(tmp_path), env=env)
+    failing(1, "file_not_found", "publish", str(tmp_path / "missing.txt"), env=env)
+
+
+def test_progress_bar_only_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with open(follower, "wb", closefd=True) as terminal:
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "publish", str(big)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+    drawn = b""
+    os.set_blocking(leader, False)
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(leader, 65536):
+            drawn += chunk
+    os.close(leader)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["size"] == 3 * 1024 * 1024
+    assert b"big.bin:" in drawn and b"%|" in drawn  # the bar, on stderr only
