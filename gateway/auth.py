@@ -32,6 +32,16 @@ _KTY_ALGORITHMS = {"RSA": "RS256", "OKP": "EdDSA", "EC": "ES256"}
 _ALLOWED_ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "EdDSA", "ES256", "ES384"}
 
 
+def owner_kind_of(sub: str) -> OwnerKind:
+    """The owner kind of a principal's artifacts, from its ``sub`` prefix."""
+    prefix = sub.partition(":")[0]
+    if prefix == "agent":
+        return "agent"
+    if prefix in ("svc", "service"):
+        return "service"
+    return "user"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Principal:
     """An authenticated caller holding a principal token."""
@@ -42,12 +52,7 @@ class Principal:
 
     @property
     def owner_kind(self) -> OwnerKind:
-        prefix = self.sub.partition(":")[0]
-        if prefix == "agent":
-            return "agent"
-        if prefix in ("svc", "service"):
-            return "service"
-        return "user"
+        return owner_kind_of(self.sub)
 
     def in_project(self, project: str) -> bool:
         return "*" in self.projects or project in self.projects

@@ -177,6 +177,7 @@ class EventHub:
         return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
 
     def subscriber_count(self, project: str | None = None) -> int:
+        """Open subscriptions of ``project``, or of every project."""
         if project is not None:
             return len(self._subscribers.get(project, ()))
         return sum(len(subs) for subs in self._subscribers.values())
@@ -264,7 +265,7 @@ class EventHub:
             if conn is None:
                 try:
                     conn = await self._connect()
-                except READ_ERRORS as exc:
+                except Exception as exc:  # keep trying, whatever the cause
                     log.warning(
                         "events.listener_connect_failed", error=type(exc).__name__, retry_in=delay
                     )

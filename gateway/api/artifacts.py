@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway import artifacts, metrics, signing
 from gateway.api.params import artifact_id_of, project_of
-from gateway.auth import Principal
+from gateway.auth import Principal, owner_kind_of
 from gateway.credentials import principal_of
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
 from gateway.jsonio import field_int, json_response, read_json_object, rfc3339
@@ -120,7 +120,8 @@ def parse_list_query(query: Any) -> artifacts.ListQuery:
         if kind == "run":
             fields |= {"owner_kind": "run", "owner_id": ident}
         else:
-            fields["owner_id"] = owner  # a principal's owner id is its sub
+            # a principal's owner id is its sub; its kind follows from the sub's prefix
+            fields |= {"owner_kind": owner_kind_of(owner), "owner_id": owner}
     klass = query.get("mime_class")
     if klass is not None:
         if klass not in MIME_CLASSES:
