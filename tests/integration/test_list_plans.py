@@ -47,7 +47,8 @@ async def big_project(backends) -> AsyncIterator[str]:
                    100, repeat('a', 64), true,
                    CASE WHEN g % 10 = 0 THEN 'user' ELSE 'run' END,
                    CASE WHEN g % 10 = 0 THEN 'user:u' || (g % 7) ELSE 'run_' || (g / 1000) END,
-                   'w', CASE WHEN g % 10 = 0 THEN NULL ELSE $3 END, 'run_' || (g / 1000), 'step_' || (g % 3), 'job_' || (g / 100),
+                   'w', CASE WHEN g % 10 = 0 THEN NULL ELSE $3 END,
+                   'run_' || (g / 1000), 'step_' || (g % 3), 'job_' || (g / 100),
                    1 + g % 2, 'w', 'sess_' || (g / 5000), 'projects/' || $1 || '/' || g, 's3'
             FROM generate_series(1, $2) AS g
             """,
