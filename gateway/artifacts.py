@@ -162,37 +162,65 @@ def quota_exceeded(size: int, state: dict[str, Any]) -> ApiError:
     )
 
 
-# Charge quota and take the next event seq in one conditional statement: the row
-# lock it takes serialises racing publishes of a project, and the WHERE clause
-# makes an overrun impossible. A project without a row gets the default limit ($3).
-_CHARGE = """
-INSERT INTO projects AS p (project_id, used_bytes, artifact_count, event_seq)
-SELECT $1::text, $2::bigint, 1, 1
-WHERE $2::bigint <= $3::bigint OR EXISTS (SELECT 1 FROM projects WHERE project_id = $1::text)
-ON CONFLICT (project_id) DO UPDATE
-SET used_bytes = p.used_bytes + EXCLUDED.used_bytes,
-    artifact_count = p.artifact_count + 1,
-    event_seq = p.event_seq + 1,
-    updated_at = now()
-WHERE p.used_bytes + EXCLUDED.used_bytes <= COALESCE(p.limit_bytes, $3::bigint)
-RETURNING event_seq
-"""
-
-_INSERT = """
-WITH art AS (
+# The whole commit is one statement, so one round trip and one implicit
+# transaction. Its data-modifying CTEs run in order of dependency:
+#   claim   re-checks the lease (FOR SHARE: a concurrent release either committed
+#           first, and the claim is gone, or waits until this commit is done);
+#   charge  charges quota and takes the project's next event seq with a conditional
+#           upsert: the row lock serialises racing publishes of a project and the
+#           WHERE clause makes an overrun impossible. A project without a row gets
+#           the default limit ($27). It inserts nothing unless the claim holds and
+#           every derived_from id exists;
+#   art     inserts the artifact (only with a charge), ev its artifact.created row,
+#   idem    its Idempotency-Key (a duplicate key aborts the whole statement),
+#   pend    clears the pending-upload row;
+# and the final SELECT announces the event with NOTIFY. No row back means nothing
+# was written; :func:`_explain_refusal` then says why.
+_COMMIT = """
+WITH claim AS (
+    SELECT lease_id FROM job_claims
+    WHERE lease_id = $14 AND state = 'active' AND expires_at > now()
+    FOR SHARE
+), charge AS (
+    INSERT INTO projects AS p (project_id, used_bytes, artifact_count, event_seq)
+    SELECT $2::text, $7::bigint, 1, 1
+    WHERE ($14::text IS NULL OR EXISTS (SELECT 1 FROM claim))
+      AND cardinality($22::text[]) = (
+          SELECT count(*) FROM artifacts WHERE project_id = $2::text AND artifact_id = ANY($22))
+      AND ($7::bigint <= $26::bigint
+           OR EXISTS (SELECT 1 FROM projects WHERE project_id = $2::text))
+    ON CONFLICT (project_id) DO UPDATE
+    SET used_bytes = p.used_bytes + EXCLUDED.used_bytes,
+        artifact_count = p.artifact_count + 1,
+        event_seq = p.event_seq + 1,
+        updated_at = now()
+    WHERE p.used_bytes + EXCLUDED.used_bytes <= COALESCE(p.limit_bytes, $26::bigint)
+    RETURNING event_seq
+), art AS (
     INSERT INTO artifacts (artifact_id, project_id, seq, name, mime, mime_class, size, sha256,
         sniffed_mime, content_agrees, owner_kind, owner_id, created_by, lease_id, run_id,
         step_id, job_id, attempt, worker_session_id, session_id, description, metadata,
         derived_from, object_key, storage_backend)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19, $20, $21, $22::jsonb, $23, $24, $25)
+    SELECT $1, $2, charge.event_seq, $3, $4, $5, $7, $6, $8, $9, $10, $11, $12, $14, $15,
+        $16, $17, $18, $19, $20, $13, $21::jsonb, $22, $23, $24
+    FROM charge
     RETURNING *
 ), ev AS (
     INSERT INTO events (project_id, seq, type, artifact_id, payload, created_at)
-    SELECT project_id, seq, 'artifact.created', artifact_id, $26::jsonb, created_at FROM art
+    SELECT project_id, seq, 'artifact.created', artifact_id, $25::jsonb, created_at FROM art
+), idem AS (
+    INSERT INTO idempotency_keys (project_id, credential, idempotency_key, artifact_id,
+        sha256, name)
+    SELECT project_id, $28, $29, artifact_id, sha256, name FROM art WHERE $29::text IS NOT NULL
+), pend AS (
+    DELETE FROM pending_uploads WHERE $30 AND object_key = $23 AND EXISTS (SELECT 1 FROM art)
 )
 SELECT art.*, pg_notify($27, art.project_id || ':' || art.seq) FROM art
 """
+
+
+class IdempotencyRace(Exception):  # noqa: N818 - a signal, not a failure
+    """Another publish with the same Idempotency-Key committed first."""
 
 
 async def commit_publish(
@@ -205,52 +233,39 @@ async def commit_publish(
 ) -> asyncpg.Record:
     """Record a stored object as an artifact, atomically, or raise and record nothing.
 
-    In one transaction: re-check the claim (``FOR SHARE``, so a concurrent release
-    either lands first and fails this commit, or waits for it); check
-    ``derived_from``; charge quota and take the event seq; insert the artifact and
-    its ``artifact.created`` outbox row and NOTIFY; record the Idempotency-Key.
+    One statement (see ``_COMMIT``): re-check the claim, check ``derived_from``,
+    charge quota and take the event seq, insert the artifact, its
+    ``artifact.created`` outbox row and its Idempotency-Key, clear the pending
+    upload, NOTIFY.
     """
-    async with conn.transaction():
-        if draft.lease_id is not None:
-            await leases.active_claim(conn, draft.lease_id, for_share=True)
-        if draft.derived_from:
-            found = await conn.fetchval(
-                "SELECT count(*) FROM artifacts WHERE project_id = $1 AND artifact_id = ANY($2)",
-                draft.project,
-                list(draft.derived_from),
-            )
-            if found != len(draft.derived_from):
-                raise InvalidRequest("derived_from names an artifact this project does not have")
-        seq = await conn.fetchval(_CHARGE, draft.project, draft.size, default_quota)
-        if seq is None:
-            raise quota_exceeded(draft.size, await quota_state(conn, draft.project, default_quota))
-        lineage = draft.lineage
-        payload = {
-            "type": "artifact",
-            "id": draft.artifact_id,
-            "project": draft.project,
-            "name": draft.name,
-            "mime": draft.mime,
-            "size": draft.size,
-            "sha256": draft.sha256,
-            "owner": {"kind": draft.owner_kind, "id": draft.owner_id},
-            "lineage": lineage.as_dict() if lineage else None,
-        }
-        row: asyncpg.Record = await conn.fetchrow(
-            _INSERT,
+    lineage = draft.lineage
+    payload = {
+        "type": "artifact",
+        "id": draft.artifact_id,
+        "project": draft.project,
+        "name": draft.name,
+        "mime": draft.mime,
+        "size": draft.size,
+        "sha256": draft.sha256,
+        "owner": {"kind": draft.owner_kind, "id": draft.owner_id},
+        "lineage": lineage.as_dict() if lineage else None,
+    }
+    try:
+        row: asyncpg.Record | None = await conn.fetchrow(
+            _COMMIT,
             draft.artifact_id,
             draft.project,
-            seq,
             draft.name,
             draft.mime,
             draft.mime_class,
-            draft.size,
             draft.sha256,
+            draft.size,
             draft.sniffed_mime,
             draft.content_agrees,
             draft.owner_kind,
             draft.owner_id,
             draft.created_by,
+            draft.description,
             draft.lease_id,
             lineage.run_id if lineage else None,
             lineage.step_id if lineage else None,
@@ -258,41 +273,40 @@ async def commit_publish(
             lineage.attempt if lineage else None,
             lineage.worker_session_id if lineage else None,
             lineage.session_id if lineage else None,
-            draft.description,
             json.dumps(draft.metadata),
             list(draft.derived_from),
             draft.object_key,
             draft.storage_backend,
             json.dumps(payload),
+            default_quota,
             EVENTS_CHANNEL,
+            idempotency.credential if idempotency else None,
+            idempotency.key if idempotency else None,
+            pending,
         )
-        if idempotency is not None:
-            stored = await conn.fetchval(
-                """
-                INSERT INTO idempotency_keys (project_id, credential, idempotency_key,
-                    artifact_id, sha256, name)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT DO NOTHING
-                RETURNING artifact_id
-                """,
-                draft.project,
-                idempotency.credential,
-                idempotency.key,
-                draft.artifact_id,
-                draft.sha256,
-                draft.name,
-            )
-            if stored is None:
-                raise IdempotencyRace
-        if pending:
-            await conn.execute(
-                "DELETE FROM pending_uploads WHERE object_key = $1", draft.object_key
-            )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "idempotency_keys_pkey":
+            raise IdempotencyRace from None
+        raise
+    if row is None:
+        await _explain_refusal(conn, draft, default_quota)
+        raise AssertionError("a refused commit must have a reason")  # pragma: no cover
     return row
 
 
-class IdempotencyRace(Exception):
-    """Another publish with the same Idempotency-Key committed first."""
+async def _explain_refusal(conn: Any, draft: ArtifactDraft, default_quota: int) -> None:
+    """Why the commit wrote nothing: the lease, derived_from, or the quota. Raises."""
+    if draft.lease_id is not None:
+        await leases.active_claim(conn, draft.lease_id)
+    if draft.derived_from:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM artifacts WHERE project_id = $1 AND artifact_id = ANY($2)",
+            draft.project,
+            list(draft.derived_from),
+        )
+        if found != len(draft.derived_from):
+            raise InvalidRequest("derived_from names an artifact this project does not have")
+    raise quota_exceeded(draft.size, await quota_state(conn, draft.project, default_quota))
 
 
 async def mark_pending(
