@@ -93,9 +93,9 @@ TEST_LEASE_KEY = "test-lease-signing-key-0123456789abcdef"
 TEST_URL_KEY = "test-url-signing-key-0123456789abcdef"
 
 
-def make_config(backends: Backends, **overrides: object) -> Config:
-    """A gateway config on the session's backends, with test keys."""
-    env = {
+def gateway_env(backends: Backends) -> dict[str, str]:
+    """The GATEWAY_* variables of a gateway on the session's backends, with test keys."""
+    return {
         "GATEWAY_DATABASE_URL": backends.database_url,
         "GATEWAY_S3_ENDPOINT_URL": backends.s3_endpoint_url,
         "GATEWAY_S3_ACCESS_KEY_ID": backends.s3_access_key_id,
@@ -108,7 +108,11 @@ def make_config(backends: Backends, **overrides: object) -> Config:
         "GATEWAY_DB_POOL_MAX": "10",
         "GATEWAY_BACKEND_TIMEOUT_SECONDS": "5",
     }
-    return Config.from_env(env).with_overrides(**overrides)
+
+
+def make_config(backends: Backends, **overrides: object) -> Config:
+    """A gateway config on the session's backends, with test keys."""
+    return Config.from_env(gateway_env(backends)).with_overrides(**overrides)
 
 
 def principal_token(

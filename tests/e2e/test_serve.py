@@ -22,12 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import s3_settings
 from gateway.devstack import free_port
 from storage import S3ObjectStore
-from tests.conftest import (
-    TEST_JWT_SECRET,
-    TEST_LEASE_KEY,
-    TEST_URL_KEY,
-    make_config,
-)
+from tests.conftest import TEST_JWT_SECRET, TEST_URL_KEY, gateway_env, make_config
 from tests.helpers import READER, SCHEDULER
 
 pytestmark = pytest.mark.timeout(180)
@@ -55,20 +50,8 @@ def serve(backends, tmp_path: Path, *, workers: int = 1, **env: str) -> Iterator
     port = free_port()
     log = tmp_path / f"gateway-{port}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS"))}
-    environ |= {
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_DATABASE_URL": backends.database_url,
-        "GATEWAY_S3_ENDPOINT_URL": backends.s3_endpoint_url,
-        "GATEWAY_S3_ACCESS_KEY_ID": backends.s3_access_key_id,
-        "GATEWAY_S3_SECRET_ACCESS_KEY": backends.s3_secret_access_key,
-        "GATEWAY_S3_BUCKET": backends.s3_bucket,
-        "GATEWAY_AUTH_JWT_SECRET": TEST_JWT_SECRET,
-        "GATEWAY_LEASE_SIGNING_KEY": f"lease-1:{TEST_LEASE_KEY}",
-        "GATEWAY_URL_SIGNING_KEYS": f"url-1:{TEST_URL_KEY}",
-        "GATEWAY_DB_POOL_MIN": "1",
-        "GATEWAY_DB_POOL_MAX": "5",
-        **env,
-    }
+    environ |= gateway_env(backends) | {"GATEWAY_PORT": str(port), "GATEWAY_DB_POOL_MAX": "5"}
+    environ |= env
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--workers", str(workers)],
@@ -350,13 +333,8 @@ async def test_gc_cleans_up_after_a_killed_gateway(backends, tmp_path, project, 
             await upload
     async with S3ObjectStore.connect(s3_settings(make_config(backends))) as store:
         assert await store.list_incomplete_uploads(f"projects/{project}/")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
-        "GATEWAY_DATABASE_URL": backends.database_url,
-        "GATEWAY_S3_ENDPOINT_URL": backends.s3_endpoint_url,
-        "GATEWAY_S3_ACCESS_KEY_ID": backends.s3_access_key_id,
-        "GATEWAY_S3_SECRET_ACCESS_KEY": backends.s3_secret_access_key,
-        "GATEWAY_S3_BUCKET": backends.s3_bucket,
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= gateway_env(backends)
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "gc", "--grace-seconds", "0"],
         env=env,
