@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench bench-smoke clean
+.PHONY: run test lint format bench bench-smoke soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -37,6 +37,9 @@ bench: $(STAMP)  ## benchmarks in loadtests/ (~20 min; prints a table, writes lo
 
 bench-smoke: $(STAMP)  ## the benchmarks with tiny sizes (< 1 min): proves they still run
 	$(PY) -m loadtests.run --quick
+
+soak: $(STAMP)  ## a 10-minute mixed workload: RSS, descriptors, connections sampled
+	$(PY) -m loadtests.soak --minutes 10
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
