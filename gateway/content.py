@@ -5,9 +5,10 @@ This module is the one place for the serving policy of API.md:
 * ``resolve_mime`` — the artifact's mime: the part's ``Content-Type`` unless it is
   absent or ``application/octet-stream``, then a guess from the name, else
   ``application/octet-stream``.
-* ``sniff`` — the first bytes (4 KiB) are identified with puremagic (a maintained
-  signature database) at publish time, and the verdict "the bytes agree with the
-  declared mime" is recorded with the artifact.
+* ``sniff`` — the first bytes (4 KiB) are identified at publish time with two
+  maintained signature libraries (``filetype`` for binary formats, puremagic for
+  markup), and the verdict "the bytes agree with the declared mime" is recorded
+  with the artifact.
 * ``INLINE_MEDIA`` / ``INLINE_TEXT`` — the safe-preview allowlist. Everything else,
   and anything whose bytes contradicted its mime, is served as an attachment.
 * ``mime_class`` — the coarse class used by the list filter.
@@ -21,6 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import filetype
 import puremagic
 
 OCTET_STREAM = "application/octet-stream"
@@ -205,32 +207,68 @@ def _is_utf8_text(head: bytes, complete: bool) -> bool:
     return True
 
 
-def _signature(head: bytes) -> str | None:
-    if not head:
-        return None
-    try:
-        found = puremagic.from_string(head, mime=True)
-    except (puremagic.PureError, ValueError):
-        return None
+def _normalised(found: str | None) -> str | None:
     mime = normalise_mime(found)
     return _SNIFF_ALIASES.get(mime, mime) if mime else None
+
+
+def _binary_signature(head: bytes) -> str | None:
+    """Binary formats (images, audio, video, archives…): ``filetype``, a few µs."""
+    return _normalised(filetype.guess_mime(head)) if head else None
+
+
+def _markup_signature(head: bytes) -> str | None:
+    """Markup and other text-like formats (HTML, SVG, XML…): puremagic's database.
+
+    It scans thousands of signatures (~0.25 ms), so it runs only on text that
+    could be markup at all: text with a ``<`` in it.
+    """
+    if b"<" not in head:
+        return None
+    try:
+        return _normalised(puremagic.from_string(head, mime=True))
+    except (puremagic.PureError, ValueError):
+        return None
+
+
+# Containers that carry either audio or video: the declared one is fine.
+_SAME_CONTAINER = (
+    frozenset({"video/mp4", "audio/mp4", "video/x-m4v"}),
+    frozenset({"video/webm", "audio/webm"}),
+    frozenset({"audio/ogg", "video/ogg"}),
+    frozenset({"image/png", "image/apng"}),
+)
+
+
+def _same_media(sniffed: str | None, declared: str) -> bool:
+    if sniffed is None:
+        return False
+    return sniffed == declared or any(
+        sniffed in family and declared in family for family in _SAME_CONTAINER
+    )
 
 
 def sniff(head: bytes, declared: str, *, complete: bool) -> SniffResult:
     """Judge whether the first bytes agree with ``declared``.
 
     ``complete`` says ``head`` is the whole body (so a trailing multibyte UTF-8
-    sequence cannot be cut off). Media types must be recognised as exactly that
-    type; text types must be UTF-8 without NUL bytes and not a recognised binary
-    or active (HTML, SVG, XML, PDF) format. For other types the verdict is only
+    sequence cannot be cut off). Media types must be recognised as that format
+    (the ``filetype`` signature library); text types must be UTF-8 without NUL
+    bytes, no recognised binary format, and no active markup (HTML, SVG, XML —
+    puremagic's signature database). For other types the verdict is only
     informative: they are attachments anyway.
     """
-    sniffed = _signature(head)
+    sniffed = _binary_signature(head)
     if declared in INLINE_MEDIA:
-        agrees = sniffed == declared or (declared == "image/apng" and sniffed == "image/png")
+        agrees = _same_media(sniffed, declared)
     elif is_textual(declared) and declared not in ACTIVE_MIMES:
-        textual = sniffed is None or sniffed.startswith("text/") or sniffed == "application/json"
-        agrees = textual and sniffed not in ACTIVE_MIMES and _is_utf8_text(head, complete)
+        agrees = sniffed is None and _is_utf8_text(head, complete)
+        if agrees:
+            sniffed = _markup_signature(head)
+            agrees = sniffed is None or (
+                sniffed not in ACTIVE_MIMES
+                and (sniffed.startswith("text/") or sniffed == "application/json")
+            )
     else:
         agrees = sniffed is None or sniffed == declared
     return SniffResult(sniffed_mime=sniffed, agrees=agrees)

@@ -108,9 +108,12 @@ def _supervise(config: Config, workers: int) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     context = multiprocessing.get_context("spawn")
     stopping = False
+    # The buffer budget is the instance's: each worker gets its share.
+    share = max(config.s3_part_size, config.s3_buffer_budget_bytes // workers)
+    worker_config = config.with_overrides(s3_buffer_budget_bytes=share)
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker_main, args=(config,), daemon=False)
+        process = context.Process(target=_worker_main, args=(worker_config,), daemon=False)
         process.start()
         return process
 
