@@ -219,7 +219,7 @@ SELECT art.*, pg_notify($27, art.project_id || ':' || art.seq) FROM art
 """
 
 
-class IdempotencyRace(Exception):  # noqa: N818 - a signal, not a failure
+class IdempotencyRace(Exception):
     """Another publish with the same Idempotency-Key committed first."""
 
 
