@@ -66,6 +66,7 @@ class Config:
     serve_pdf_inline: bool = False
     shutdown_timeout_seconds: float = 30.0
     body_idle_timeout_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 30.0
     gc_interval_seconds: int = 0
     gc_grace_seconds: int = 3600
     log_level: str = "info"
@@ -108,6 +109,7 @@ class Config:
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
             serve_pdf_inline=e.flag("GATEWAY_SERVE_PDF_INLINE", default=False),
             body_idle_timeout_seconds=e.number("GATEWAY_BODY_IDLE_TIMEOUT_SECONDS", 60.0, low=0.1),
+            keepalive_timeout_seconds=e.number("GATEWAY_KEEPALIVE_TIMEOUT_SECONDS", 30.0, low=0.1),
             shutdown_timeout_seconds=e.number("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30.0, low=0.0),
             gc_interval_seconds=e.integer("GATEWAY_GC_INTERVAL_SECONDS", 0, low=0),
             gc_grace_seconds=e.integer("GATEWAY_GC_GRACE_SECONDS", 3600, low=0),

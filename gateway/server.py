@@ -42,7 +42,14 @@ async def run_worker(config: Config, *, ready: Any = None) -> None:
     log = get_logger("gateway.server")
     app = create_app(config)
     # The drain below does the waiting; what the runner finds still running is cancelled.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_AFTER_DRAIN_SECONDS)
+    # keepalive_timeout also bounds how long a new connection may take to send a
+    # complete request head: slow-drip headers are cut off after it.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=CANCEL_AFTER_DRAIN_SECONDS,
+        keepalive_timeout=config.keepalive_timeout_seconds,
+    )
     await runner.setup()
     runners = [runner]
     await web.TCPSite(runner, config.host, config.port, reuse_port=True, backlog=1024).start()

@@ -347,3 +347,30 @@ async def test_gc_cleans_up_after_a_killed_gateway(backends, tmp_path, project, 
     assert report["aborted_uploads"] + report["cleared_pending"] >= 1
     assert report["failed"] == 0
     await _assert_project_empty(backends, project)
+
+
+async def test_slow_drip_headers_are_cut_off(backends, tmp_path, project) -> None:
+    with serve(backends, tmp_path, GATEWAY_KEEPALIVE_TIMEOUT_SECONDS="1") as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        head = (
+            f"POST /v1/projects/{project}/artifacts HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"X-Drip: a\r\n" * 200
+        )
+        started = time.monotonic()
+        closed = False
+        try:
+            for byte in head:  # one byte every 50 ms: never a complete request head
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                if reader.at_eof() or time.monotonic() - started > 15:
+                    break
+            closed = reader.at_eof() or await reader.read() == b""
+        except ConnectionError:
+            closed = True
+        finally:
+            writer.close()
+        assert closed
+        assert time.monotonic() - started < 5
+        async with aiohttp.ClientSession() as http, http.get(gw.base + "/readyz") as resp:
+            assert resp.status == 200
