@@ -33,7 +33,14 @@ from typing import Any
 import psutil
 
 from loadtests.profiles import render, summarize
-from loadtests.scenarios import QUICK_SCENARIOS, SCENARIOS, Bench, Scenario, Settings
+from loadtests.scenarios import (
+    QUICK_SCENARIOS,
+    SCENARIOS,
+    Bench,
+    Scenario,
+    Settings,
+    evaluate,
+)
 from loadtests.stack import Profiler, Stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -120,6 +127,11 @@ def table(scenarios: Sequence[Scenario]) -> str:
             if row["reference_kind"] and ref != "-":
                 ref = f"{row['reference_kind']} {ref}"
             result = "" if row["passed"] is None else ("pass" if row["passed"] else "MISS")
+            ratio_text = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+            if row.get("ratio_spread"):
+                low, high = row["ratio_spread"]
+                if high - low >= 0.005:
+                    ratio_text += f" ({low:.2f}-{high:.2f})"
             rows.append(
                 (
                     scenario.name,
@@ -127,7 +139,7 @@ def table(scenarios: Sequence[Scenario]) -> str:
                     row["unit"],
                     _figure(row["gateway"], row["unit"]),
                     ref,
-                    "-" if row["ratio"] is None else f"{row['ratio']:.2f}",
+                    ratio_text,
                     _target(row),
                     result,
                 )
@@ -256,7 +268,7 @@ def load_scenarios(path: Path) -> list[Scenario]:
             name,
             status=data["status"],
             reason=data["reason"],
-            figures=data["figures"],
+            figures=[evaluate(f) for f in data["figures"]],
             raw=data["raw"],
             cpu_seconds=data["cpu_seconds"],
             correctness=data["correctness"],

@@ -15,6 +15,7 @@ import itertools
 import os
 import random
 import secrets
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -111,40 +112,18 @@ class Scenario:
         worst: bool = False,
         note: str | None = None,
     ) -> dict[str, Any]:
-        """Add one row of the table.
-
-        ``target`` is ``("ratio>=", x)``, ``("ratio<=", x)`` (gateway median over
-        reference median) or ``("value<", x)`` (on the gateway's worst
-        repetition when ``worst``, else its median).
-        """
-        gw = summary(gateway)
-        ref = summary(reference) if reference is not None else None
-        r = ratio(gw["median"], ref["median"]) if ref is not None else None
-        passed: bool | None = None
-        if target is not None:
-            kind, bound = target
-            if kind == "ratio>=":
-                passed = r is not None and r >= bound
-            elif kind == "ratio<=":
-                passed = r is not None and r <= bound
-            elif kind == "value<":
-                value = gw["max"] if worst else gw["median"]
-                passed = value is not None and value < bound
-            elif kind == "value<=":
-                value = gw["max"] if worst else gw["median"]
-                passed = value is not None and value <= bound
+        """Add one row of the table; see :func:`evaluate` for the ratio and the target."""
         row = {
             "label": label,
             "unit": unit,
-            "gateway": gw,
-            "reference": ref,
+            "gateway": summary(gateway),
+            "reference": summary(reference) if reference is not None else None,
             "reference_kind": reference_kind,
-            "ratio": r,
             "target": {"kind": target[0], "bound": target[1]} if target else None,
             "worst": worst,
-            "passed": passed,
             "note": note,
         }
+        evaluate(row)
         self.figures.append(row)
         return row
 
@@ -162,6 +141,44 @@ class Scenario:
     @property
     def correct(self) -> bool:
         return all(check["passed"] for check in self.correctness)
+
+
+def evaluate(row: dict[str, Any]) -> dict[str, Any]:
+    """Set a table row's ratio, its spread and whether it meets its target.
+
+    Repetition *i* of the gateway and of its reference ran back to back, so the
+    ratio is the median of the per-repetition ratios (load from outside the
+    benchmark then spoils one pair rather than one side); with unequal counts
+    it falls back to the ratio of the medians, also kept as
+    ``ratio_of_medians``. A target is ``ratio>=`` / ``ratio<=`` x, or
+    ``value<`` / ``value<=`` x on the gateway's worst repetition when
+    ``worst`` is set, else on its median.
+    """
+    gw, ref = row["gateway"], row["reference"]
+    r = spread = None
+    if ref is not None:
+        row["ratio_of_medians"] = ratio(gw["median"], ref["median"])
+        pairs = [g / x for g, x in zip(gw["raw"], ref["raw"], strict=False) if g is not None and x]
+        if pairs and len(gw["raw"]) == len(ref["raw"]) == len(pairs):
+            r = statistics.median(pairs)
+            spread = [min(pairs), max(pairs)]
+        else:
+            r = row["ratio_of_medians"]
+    row["ratio"], row["ratio_spread"] = r, spread
+    passed: bool | None = None
+    if row["target"]:
+        kind, bound = row["target"]["kind"], row["target"]["bound"]
+        value = gw["max"] if row["worst"] else gw["median"]
+        if kind == "ratio>=":
+            passed = r is not None and r >= bound
+        elif kind == "ratio<=":
+            passed = r is not None and r <= bound
+        elif kind == "value<":
+            passed = value is not None and value < bound
+        elif kind == "value<=":
+            passed = value is not None and value <= bound
+    row["passed"] = passed
+    return row
 
 
 class Bench:
