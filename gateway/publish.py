@@ -369,7 +369,10 @@ async def _publish(request: web.Request) -> web.Response:
     project = project_of(request)
     reject_lineage(request)
     publisher = await publisher_of(request, project)
-    if request.content_type != "multipart/form-data":
+    # The media type alone, without aiohttp's (email-module) parameter parsing:
+    # the multipart reader parses the boundary itself.
+    media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if media_type != "multipart/form-data":
         raise UnsupportedMediaType("the publish body must be multipart/form-data")
     job = Publish(request, project, publisher)
     idempotency = idempotency_claim(request, publisher)
