@@ -52,7 +52,7 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout:
     raise DevStackError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
 
 
-def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -208,7 +208,7 @@ class EmbeddedPostgres:
             self.psql(f'CREATE DATABASE "{self.database}"')
 
     def stop(self) -> None:
-        _stop_process(self.process, signal.SIGINT, timeout=30)  # SIGINT: fast shutdown
+        stop_process(self.process, signal.SIGINT, timeout=30)  # SIGINT: fast shutdown
         self.process = None
         if self._log is not None:
             self._log.close()
@@ -339,7 +339,7 @@ class EmbeddedSeaweedFS:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (SeaweedFS drains for up to ~15 s), then SIGKILL after ``timeout``."""
-        _stop_process(self.process, signal.SIGTERM, timeout=timeout)
+        stop_process(self.process, signal.SIGTERM, timeout=timeout)
         self.process = None
         if self._log is not None:
             self._log.close()

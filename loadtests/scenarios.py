@@ -238,6 +238,38 @@ class Bench:
         scenario.raw.append(record)
         return result, seconds, cpu
 
+    async def paired_closed_loops(
+        self,
+        scenario: Scenario,
+        what: str,
+        *,
+        reference: str,
+        concurrency: int,
+        seconds: float,
+        gateway_op: Callable[[int, int], Awaitable[bool]],
+        reference_op: Callable[[int], Callable[[int, int], Awaitable[bool]]],
+        phase_suffix: str = "",
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Closed loops of the gateway and its reference, ``repeat`` times each,
+        alternating which side goes first so drift lands on both."""
+        gw_runs: list[dict[str, Any]] = []
+        ref_runs: list[dict[str, Any]] = []
+        for rep in range(self.settings.repeat):
+            if self.out_of_time(scenario, f"{what} rep {rep}"):
+                break
+            sides = ("gateway", reference) if gateway_first(rep) else (reference, "gateway")
+            for side in sides:
+                op = gateway_op if side == "gateway" else reference_op(rep)
+                run, _, _ = await self.measured(
+                    scenario,
+                    side + phase_suffix,
+                    self.closed_loop(concurrency, seconds, op),
+                    rep=rep,
+                )
+                scenario.raw[-1].update({k: round(v, 3) for k, v in run.items()})
+                (gw_runs if side == "gateway" else ref_runs).append(run)
+        return gw_runs, ref_runs
+
     async def closed_loop(
         self,
         concurrency: int,
@@ -561,21 +593,15 @@ async def small_upload(bench: Bench, scenario: Scenario) -> None:
     # Untimed warm-up of both paths (connections, caches).
     await bench.closed_loop(conc, s.warm_seconds, publish)
     await bench.closed_loop(conc, s.warm_seconds, put(f"bench/direct-small/{project}/warm"))
-    gw_runs: list[dict[str, Any]] = []
-    direct_runs: list[dict[str, Any]] = []
-    for rep in range(s.repeat):
-        if bench.out_of_time(scenario, f"small-upload rep {rep}"):
-            break
-        for side in ("gateway", "direct") if gateway_first(rep) else ("direct", "gateway"):
-            if side == "gateway":
-                work = bench.closed_loop(conc, s.small_seconds, publish)
-            else:
-                work = bench.closed_loop(
-                    conc, s.small_seconds, put(f"bench/direct-small/{project}/{rep}")
-                )
-            run, _, _ = await bench.measured(scenario, side, work, rep=rep)
-            scenario.raw[-1].update({k: round(v, 3) for k, v in run.items()})
-            (gw_runs if side == "gateway" else direct_runs).append(run)
+    gw_runs, direct_runs = await bench.paired_closed_loops(
+        scenario,
+        "small-upload",
+        reference="direct",
+        concurrency=conc,
+        seconds=s.small_seconds,
+        gateway_op=publish,
+        reference_op=lambda rep: put(f"bench/direct-small/{project}/{rep}"),
+    )
     scenario.add_figure(
         f"publish {s.small_size // 1024} KiB x{conc}",
         "ops/s",
@@ -683,21 +709,16 @@ async def download(bench: Bench, scenario: Scenario) -> None:
     conc = s.small_concurrency
     await bench.closed_loop(conc, s.warm_seconds, gw_get)
     await bench.closed_loop(conc, s.warm_seconds, direct_get)
-    gw_runs: list[dict[str, Any]] = []
-    direct_runs: list[dict[str, Any]] = []
-    for rep in range(s.repeat):
-        if bench.out_of_time(scenario, f"small GET rep {rep}"):
-            break
-        for side in ("gateway", "direct") if gateway_first(rep) else ("direct", "gateway"):
-            op = gw_get if side == "gateway" else direct_get
-            run, _, _ = await bench.measured(
-                scenario,
-                side + "-small-get",
-                bench.closed_loop(conc, s.download_small_seconds, op),
-                rep=rep,
-            )
-            scenario.raw[-1].update({k: round(v, 3) for k, v in run.items()})
-            (gw_runs if side == "gateway" else direct_runs).append(run)
+    gw_runs, direct_runs = await bench.paired_closed_loops(
+        scenario,
+        "small GET",
+        reference="direct",
+        concurrency=conc,
+        seconds=s.download_small_seconds,
+        gateway_op=gw_get,
+        reference_op=lambda rep: direct_get,
+        phase_suffix="-small-get",
+    )
     scenario.add_figure(
         f"GET {s.small_size // 1024} KiB content x{conc}",
         "req/s",
@@ -928,21 +949,16 @@ async def mlflow_peer(bench: Bench, scenario: Scenario) -> None:
 
         await bench.closed_loop(conc, s.warm_seconds, gw_small)
         await bench.closed_loop(conc, s.warm_seconds, ml_small)
-        gw_runs: list[dict[str, Any]] = []
-        ml_runs: list[dict[str, Any]] = []
-        for rep in range(s.repeat):
-            if bench.out_of_time(scenario, f"mlflow small rep {rep}"):
-                break
-            for side in ("gateway", "mlflow") if gateway_first(rep) else ("mlflow", "gateway"):
-                op = gw_small if side == "gateway" else ml_small
-                run, _, _ = await bench.measured(
-                    scenario,
-                    side + "-small",
-                    bench.closed_loop(conc, s.mlflow_small_seconds, op),
-                    rep=rep,
-                )
-                scenario.raw[-1].update({k: round(v, 3) for k, v in run.items()})
-                (gw_runs if side == "gateway" else ml_runs).append(run)
+        gw_runs, ml_runs = await bench.paired_closed_loops(
+            scenario,
+            "mlflow small",
+            reference="mlflow",
+            concurrency=conc,
+            seconds=s.mlflow_small_seconds,
+            gateway_op=gw_small,
+            reference_op=lambda rep: ml_small,
+            phase_suffix="-small",
+        )
         scenario.add_figure(
             f"publish {s.small_size // 1024} KiB x{conc}",
             "ops/s",

@@ -26,7 +26,7 @@ import aiohttp
 import psutil
 
 from gateway.auth import mint_principal_token
-from gateway.devstack import EmbeddedPostgres, EmbeddedSeaweedFS, free_port
+from gateway.devstack import EmbeddedPostgres, EmbeddedSeaweedFS, free_port, stop_process
 from gateway.migrate import migrate
 
 ALL_SCOPES = ["artifacts:read", "artifacts:write", "artifacts:delete", "artifacts:admin"]
@@ -55,19 +55,6 @@ def _console_script(name: str) -> list[str]:
     if found:
         return [found]
     raise StackError(f"`{name}` is not installed in this environment")
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20):
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(10)
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -215,7 +202,7 @@ class Server:
         raise StackError(f"{self.name} was not ready within {timeout:.0f}s ({last})")
 
     async def stop(self, timeout: float = 20) -> None:
-        await asyncio.to_thread(_stop, self.process, signal.SIGTERM, timeout)
+        await asyncio.to_thread(stop_process, self.process, signal.SIGTERM, timeout)
         self.log.close()
 
 
@@ -418,7 +405,7 @@ class Stack:
         """Stop everything started here, by PID, in reverse order."""
         for server in (self.mlflow, self.gateway):
             if server is not None:
-                _stop(server.process, signal.SIGTERM, 20)
+                stop_process(server.process, signal.SIGTERM, 20)
                 with contextlib.suppress(Exception):
                     server.log.close()
         self.mlflow = self.gateway = None
@@ -496,4 +483,4 @@ class Profiler:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _stop(self.process, signal.SIGINT, 30)
+        stop_process(self.process, signal.SIGINT, 30)
