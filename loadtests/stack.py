@@ -287,20 +287,40 @@ class Stack:
         )
         return env
 
-    async def start_gateway(self) -> Server:
-        port = free_port()
-        self._gateway_starts += 1
-        log_path = self.root / f"gateway-{self._gateway_starts}.log"
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        env: dict[str, str],
+        port: int,
+        log_name: str,
+        cwd: Path | None = None,
+    ) -> Server:
+        """Start a server child in its own session, its output in ``root/log_name``."""
+        log_path = self.root / log_name
         log = log_path.open("wb")
         proc = subprocess.Popen(
-            [*_console_script("artifact-gateway"), "serve", *self._worker_args()],
-            env=self.gateway_env(port),
+            args,
+            env=env,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        server = Server("gateway", proc, f"http://127.0.0.1:{port}", log_path, log)
+        return Server(name, proc, f"http://127.0.0.1:{port}", log_path, log)
+
+    async def start_gateway(self) -> Server:
+        port = free_port()
+        self._gateway_starts += 1
+        server = self._spawn(
+            "gateway",
+            [*_console_script("artifact-gateway"), "serve", *self._worker_args()],
+            env=self.gateway_env(port),
+            port=port,
+            log_name=f"gateway-{self._gateway_starts}.log",
+        )
         self.gateway = server
         await server.wait_ready("/readyz", timeout=60)
         return server
@@ -347,18 +367,7 @@ class Stack:
         ]
         if workers is not None:
             args += ["--workers", str(workers)]
-        log_path = self.root / "mlflow.log"
-        log = log_path.open("wb")
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        server = Server("mlflow", proc, f"http://127.0.0.1:{port}", log_path, log)
+        server = self._spawn("mlflow", args, env=env, port=port, log_name="mlflow.log", cwd=home)
         self.mlflow = server
         await server.wait_ready("/health", timeout=120)
         return server

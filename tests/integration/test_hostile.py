@@ -251,22 +251,24 @@ async def test_oversized_token(client: TestClient, project) -> None:
     assert (await client.get("/readyz")).status == 200
 
 
+def forged_token(key: bytes, headers: dict[str, str]) -> str:
+    """A well-formed principal token signed with ``key`` and carrying ``headers``."""
+    now = int(time.time())
+    claims = {
+        "sub": "user:x",
+        "scope": "artifacts:read",
+        "projects": ["*"],
+        "iss": "mobius",
+        "aud": "mobius-artifacts",
+        "iat": now,
+        "exp": now + 60,
+    }
+    return jwt.encode(claims, key, algorithm="HS256", headers=headers)
+
+
 @pytest.mark.parametrize("kid", ["../../../../dev/null", "' OR 1=1 --", "\x00", "a" * 500])
 async def test_kid_injection(client: TestClient, project, kid: str) -> None:
-    token = jwt.encode(
-        {
-            "sub": "user:x",
-            "scope": "artifacts:read",
-            "projects": ["*"],
-            "iss": "mobius",
-            "aud": "mobius-artifacts",
-            "iat": int(time.time()),
-            "exp": int(time.time()) + 60,
-        },
-        b"not-the-secret-0123456789abcdef-0123456789",
-        algorithm="HS256",
-        headers={"kid": kid},
-    )
+    token = forged_token(b"not-the-secret-0123456789abcdef-0123456789", {"kid": kid})
     resp = await client.get(f"/v1/projects/{project}/artifacts", headers=bearer(token))
     assert resp.status == 401
 
@@ -282,19 +284,9 @@ async def test_jku_and_x5u_are_never_fetched(client: TestClient, project) -> Non
     port = server.sockets[0].getsockname()[1]
     try:
         for header in ("jku", "x5u"):
-            forged = jwt.encode(
-                {
-                    "sub": "user:x",
-                    "scope": "artifacts:read",
-                    "projects": ["*"],
-                    "iss": "mobius",
-                    "aud": "mobius-artifacts",
-                    "iat": int(time.time()),
-                    "exp": int(time.time()) + 60,
-                },
+            forged = forged_token(
                 b"attacker-key-0123456789abcdef-0123456789",
-                algorithm="HS256",
-                headers={header: f"http://127.0.0.1:{port}/keys.json", "kid": "attacker"},
+                {header: f"http://127.0.0.1:{port}/keys.json", "kid": "attacker"},
             )
             resp = await client.get(f"/v1/projects/{project}/artifacts", headers=bearer(forged))
             assert resp.status == 401
