@@ -47,6 +47,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(
         config.database_url,
         init=_instrument_connection,
+        reset=_keep_session,
         min_size=config.db_pool_min,
         max_size=config.db_pool_max,
         timeout=config.backend_timeout_seconds,
@@ -66,6 +67,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _instrument_connection(conn: asyncpg.Connection) -> None:
     conn.add_query_logger(metrics.query_logger)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's default reset round trip.
+
+    asyncpg always rolls back a transaction left open. Its default reset also
+    runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — one more
+    round trip on every release, for session state the gateway's pooled
+    connections never keep: LISTEN has its own connection, no ``SET`` or cursor
+    outlives a transaction, and the one session lock (gc's) is released by gc
+    itself or its connection is closed.
+    """
 
 
 async def _pool_gauges(pool: asyncpg.Pool) -> None:

@@ -78,7 +78,13 @@ async def sweep(
         try:
             await _sweep(conn, store, cutoff, grace_seconds, report)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", GC_LOCK_ID)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", GC_LOCK_ID)
+            except BaseException:
+                # The pool does not reset session state: a connection that may
+                # still hold the lock is closed rather than handed out again.
+                conn.terminate()
+                raise
     log.info("gc.swept", **report.as_dict())
     return report
 
