@@ -19,8 +19,10 @@ Streaming upload (:meth:`S3ObjectStore.put_stream`)
     Request bodies: botocore accepts ``bytes``, ``bytearray`` and file-like
     objects (its parameter validation rejects a bare ``memoryview``), and
     aiohttp warns about, and slices a copy of, any ``bytes``/``bytearray`` body
-    over 1 MiB. So a staged small object is sent as its ``bytearray``, and a
-    part buffer as a :class:`BufferBody`: a read-only ``io.BytesIO`` over the
+    over 1 MiB. So a staged small object is sent as its ``bytearray`` — by
+    :mod:`storage.small_put` (one aiohttp request signed by botocore, with
+    botocore's full pipeline as the retry) when the endpoint and keys are
+    explicit — and a part buffer as a :class:`BufferBody`: a read-only ``io.BytesIO`` over the
     pooled memory whose reads return ``memoryview`` slices, which aiohttp writes
     to the socket in 256 KiB steps without copying. The buffer is reused only
     after its request completed; after a failed request it is dropped, since the
@@ -95,6 +97,7 @@ from storage.errors import (
     StorageError,
     StorageUnavailable,
 )
+from storage.small_put import SmallPut
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -538,9 +541,18 @@ class _StreamUpload:
         assert buffer is not None
         await self._upload.submit(buffer, self._filled)
 
-    async def finish(self) -> None:
-        """Commit the object: one PutObject, or the last part and CompleteMultipartUpload."""
+    async def finish(self, sha256_hex: str) -> None:
+        """Commit the object: one PutObject, or the last part and CompleteMultipartUpload.
+
+        ``sha256_hex`` is the digest of the whole stream.
+        """
         store = self._store
+        if self._upload is None and self._buffer is None and store.small_put is not None:
+            self._committing = True
+            if await store._put_small(self._key, self._staging, self._content_type, sha256_hex):
+                self._committing = False
+                return
+            # Any other answer: the same PutObject again, through botocore below.
         if self._upload is None:
             buffer, self._buffer = self._buffer, None
             # Small objects (the staging area, at most 256 KiB) go as a plain
@@ -612,9 +624,17 @@ class S3ObjectStore:
 
     backend_name: str = "s3"
 
-    def __init__(self, client: Any, settings: S3Settings, *, observer: Observer | None = None):
+    def __init__(
+        self,
+        client: Any,
+        settings: S3Settings,
+        *,
+        observer: Observer | None = None,
+        small_put: SmallPut | None = None,
+    ):
         self._client = client
         self.settings = settings
+        self.small_put = small_put
         self._observer = observer
         self.pool = BufferPool(settings.part_size, settings.buffer_count)
         # Control calls move little data; data calls may wait read_timeout per read.
@@ -649,12 +669,17 @@ class S3ObjectStore:
             client.meta.events.register_first(
                 "needs-retry.s3", retry_unreachable_quickly, unique_id="storage-retry-unreachable"
             )
-            store = cls(client, settings, observer=observer)
+            small_put = SmallPut.for_settings(settings)
+            if small_put is not None:
+                await small_put.start()
+            store = cls(client, settings, observer=observer, small_put=small_put)
             try:
                 yield store
             finally:
                 await store._finish_cleanups()
                 store.pool.close()
+                if store.small_put is not None:
+                    await store.small_put.close()
 
     async def _finish_cleanups(self) -> None:
         if self._cleanups:
@@ -692,6 +717,31 @@ class S3ObjectStore:
             raise
         self._observe(operation, started, True)
         return response
+
+    async def _put_small(
+        self, key: str, body: bytearray, content_type: str, sha256_hex: str
+    ) -> bool:
+        """PutObject through :class:`~storage.small_put.SmallPut`; ``False``: retry with botocore.
+
+        A timeout is final (it already waited as long as botocore would have);
+        a failed connection or any answer but 200 is left to botocore's retries
+        and error translation.
+        """
+        assert self.small_put is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._data_timeout):
+                stored = await self.small_put.put(
+                    key, body, content_type=content_type, sha256_hex=sha256_hex
+                )
+        except TimeoutError as exc:
+            self._observe("put_object", started, False)
+            raise translate_error("put_object", exc, key=key) from exc
+        except (aiohttp.ClientError, OSError):
+            return False
+        if stored:
+            self._observe("put_object", started, True)
+        return stored
 
     async def _shielded(self, cleanup: Coroutine[Any, Any, None]) -> None:
         """Run ``cleanup`` to the end even if the awaiting task is cancelled meanwhile."""
@@ -734,11 +784,12 @@ class S3ObjectStore:
                 if len(head) < HEAD_BYTES:
                     head += chunk[: HEAD_BYTES - len(head)]
                 await upload.write(chunk)
-            await upload.finish()
+            sha256_hex = digest.hexdigest()
+            await upload.finish(sha256_hex)
         except BaseException as exc:
             await self._shielded(upload.abort(cancelled=isinstance(exc, asyncio.CancelledError)))
             raise
-        return StoredObject(key=key, size=size, sha256=digest.hexdigest(), head=bytes(head))
+        return StoredObject(key=key, size=size, sha256=sha256_hex, head=bytes(head))
 
     async def open_range(
         self,
