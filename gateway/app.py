@@ -18,8 +18,17 @@ from gateway import api, events, gc, metrics
 from gateway.auth import PrincipalVerifier
 from gateway.config import Config
 from gateway.middleware import echo_request_id, error_middleware, request_context_middleware
-from gateway.state import CONFIG, DB, DRAIN, LEASE_TOKENS, PRINCIPALS, STORE, Drain
-from leases import LeaseKey, LeaseTokens
+from gateway.state import (
+    CLAIM_CACHE,
+    CONFIG,
+    DB,
+    DRAIN,
+    LEASE_TOKENS,
+    PRINCIPALS,
+    STORE,
+    Drain,
+)
+from leases import ClaimCache, LeaseKey, LeaseTokens
 from storage import S3ObjectStore, S3Settings
 
 # Multipart bodies are streamed; this only bounds non-streamed bodies (JSON requests).
@@ -119,6 +128,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[DRAIN] = Drain()
     app.on_response_prepare.append(echo_request_id)
+    app[CLAIM_CACHE] = ClaimCache(max_age=config.lease_cache_seconds)
     app[LEASE_TOKENS] = LeaseTokens(
         [LeaseKey(kid=k.kid, secret=k.secret) for k in config.lease_signing_keys],
         max_ttl_seconds=config.lease_max_ttl_seconds,

@@ -60,6 +60,7 @@ class Config:
     auth_leeway_seconds: int = 30
     lease_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
     lease_max_ttl_seconds: int = 86400
+    lease_cache_seconds: float = 30.0
     url_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
     default_quota_bytes: int = 10 * 1024**3
     max_artifact_bytes: int = 5 * 1024**3
@@ -104,6 +105,7 @@ class Config:
             auth_leeway_seconds=e.integer("GATEWAY_AUTH_LEEWAY_SECONDS", 30, low=0, high=300),
             lease_signing_keys=e.keys("GATEWAY_LEASE_SIGNING_KEY", default_kid="lease-1"),
             lease_max_ttl_seconds=e.integer("GATEWAY_LEASE_MAX_TTL_SECONDS", 86400, low=60),
+            lease_cache_seconds=e.number("GATEWAY_LEASE_CACHE_SECONDS", 30.0, low=0.0),
             url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
             default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),

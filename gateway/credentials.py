@@ -7,6 +7,7 @@ of credential on the publish route is treated as a lease publish.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from gateway import metrics
 from gateway.auth import Principal
 from gateway.errors import Unauthenticated
 from gateway.logs import get_logger
-from gateway.state import DB, LEASE_TOKENS, PRINCIPALS, context
+from gateway.state import CLAIM_CACHE, DB, LEASE_TOKENS, PRINCIPALS, context
 
 LEASE_HEADER = "X-Mobius-Lease-Token"
 log = get_logger("gateway.credentials")
@@ -60,13 +61,29 @@ _LEASE_OUTCOMES: dict[type[Exception], str] = {
 
 
 async def _verified_claim(request: web.Request, token: str, project: str) -> leases.Claim:
-    """Verify the lease token and its claim (one primary-key lookup), counting the outcome."""
+    """Verify the lease token and its claim, counting the outcome.
+
+    A token seen recently with an active claim is answered from the process's
+    :class:`~leases.ClaimCache` (see there why that is safe); otherwise its
+    signature is checked and its claim read (one primary-key lookup).
+    """
+    cache = request.app[CLAIM_CACHE]
     try:
-        claims = request.app[LEASE_TOKENS].verify(token)
-        context(request).lease_id = claims.lease_id
-        claim = await leases.active_claim(request.app[DB], claims.lease_id)
-        if claim.project != claims.project:
-            raise leases.LeaseInactive(claims.lease_id, "unknown")
+        claim = cache.get(token)
+        if claim is not None:
+            metrics.LEASE_CACHE_LOOKUPS.labels("hit").inc()
+            context(request).lease_id = claim.lease_id
+        else:
+            if cache.enabled:
+                metrics.LEASE_CACHE_LOOKUPS.labels("miss").inc()
+            since = cache.version
+            claims = request.app[LEASE_TOKENS].verify(token)
+            context(request).lease_id = claims.lease_id
+            claim = await leases.active_claim(request.app[DB], claims.lease_id)
+            if claim.project != claims.project:
+                raise leases.LeaseInactive(claims.lease_id, "unknown")
+            token_left = claims.expires_at.timestamp() - time.time()
+            cache.put(token, claim, valid_for=min(claim.seconds_left, token_left), since=since)
         claim.ensure_active(project)
     except leases.LeaseError as exc:
         outcome = _LEASE_OUTCOMES.get(type(exc), "rejected")

@@ -12,6 +12,11 @@ One dedicated asyncpg connection per process LISTENs (never one per client). The
 project, reconnects with backoff when the connection drops (waking every
 subscriber once it is back, since notifications sent meanwhile are gone), and
 on shutdown closes every subscription so no stream holds the process up.
+
+The same connection LISTENs on :data:`leases.CLAIMS_CHANNEL` for the process's
+:class:`~leases.ClaimCache`: a released or superseded claim's lease id evicts
+its entry, and the cache is enabled only while the connection is up (and
+emptied whenever it goes up or down, since notifications may have been missed).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from gateway.auth import Principal
 from gateway.errors import DB_UNAVAILABLE
 from gateway.jsonio import rfc3339
 from gateway.logs import get_logger
-from gateway.state import CONFIG, EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
+from gateway.state import CLAIM_CACHE, CONFIG, EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
+from leases import CLAIMS_CHANNEL, ClaimCache
 
 log = get_logger("gateway.events")
 
@@ -157,8 +163,10 @@ class EventHub:
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         connect_timeout: float = 10.0,
         channel: str = EVENTS_CHANNEL,
+        claims: ClaimCache | None = None,
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
+        self._claims = claims
         self._dsn = dsn
         self._timeout = connect_timeout
         self._channel = channel
@@ -224,6 +232,14 @@ class EventHub:
             for sub in subs:
                 sub.wake()
 
+    def _on_claim_ended(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self._claims is not None:
+            self._claims.evict(payload)
+
+    def _claims_enabled(self, enabled: bool) -> None:
+        if self._claims is not None:
+            self._claims.set_enabled(enabled)
+
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         project, sep, _seq = payload.rpartition(":")
         for sub in self._subscribers.get(project if sep else payload, ()):
@@ -233,6 +249,8 @@ class EventHub:
         conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
         try:
             await conn.add_listener(self._channel, self._on_notify)
+            if self._claims is not None:
+                await conn.add_listener(CLAIMS_CHANNEL, self._on_claim_ended)
         except BaseException:
             conn.terminate()
             raise
@@ -241,16 +259,19 @@ class EventHub:
         def on_termination(_conn: Any) -> None:
             lost.set()
             self.connected.clear()
+            self._claims_enabled(False)
 
         conn.add_termination_listener(on_termination)
         self._conn, self._lost = conn, lost
         self.connected.set()
+        self._claims_enabled(True)
         log.info("events.listener_connected", pid=conn.get_server_pid())
         return conn
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self.connected.clear()
+        self._claims_enabled(False)
         if conn is None or conn.is_closed():
             return
         try:
@@ -302,6 +323,7 @@ async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
         config.database_url,
         heartbeat_seconds=app.get(EVENTS_HEARTBEAT_SECONDS, HEARTBEAT_SECONDS),
         connect_timeout=config.backend_timeout_seconds,
+        claims=app[CLAIM_CACHE],
     )
     app[EVENT_HUB] = hub
     await hub.start()

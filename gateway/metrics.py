@@ -99,6 +99,11 @@ LEASE_VERIFICATIONS = Counter(
     "Lease token checks: ok, invalid_token, inactive, superseded, wrong_project.",
     ["result"],
 )
+LEASE_CACHE_LOOKUPS = Counter(
+    f"{PREFIX}_lease_cache_lookups_total",
+    "Lease tokens looked up in the process's claim cache while it is enabled: hit, miss.",
+    ["result"],
+)
 SIGNED_URLS = Counter(
     f"{PREFIX}_signed_urls_total",
     "Signed URLs minted, redeemed and rejected.",

@@ -11,13 +11,14 @@ from aiohttp import web
 
 from gateway.auth import Principal, PrincipalVerifier
 from gateway.config import Config
-from leases import LeaseTokens
+from leases import ClaimCache, LeaseTokens
 from storage import ObjectStore
 
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", asyncpg.Pool)
 STORE = web.AppKey("store", ObjectStore)
 LEASE_TOKENS = web.AppKey("lease_tokens", LeaseTokens)
+CLAIM_CACHE = web.AppKey("claim_cache", ClaimCache)
 PRINCIPALS = web.AppKey("principals", PrincipalVerifier)
 
 

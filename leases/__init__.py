@@ -3,6 +3,7 @@
 Stands alone: it imports neither ``gateway`` nor ``storage``.
 """
 
+from leases.cache import CLAIMS_CHANNEL, ClaimCache
 from leases.claims import (
     LINEAGE_FIELDS,
     Claim,
@@ -26,9 +27,11 @@ from leases.errors import (
 from leases.tokens import LEASE_TOKEN_TYPE, LeaseKey, LeaseTokenClaims, LeaseTokens
 
 __all__ = [
+    "CLAIMS_CHANNEL",
     "LEASE_TOKEN_TYPE",
     "LINEAGE_FIELDS",
     "Claim",
+    "ClaimCache",
     "ClaimConflict",
     "ClaimNotFound",
     "LeaseError",

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from ulid import ULID
 
+from leases.cache import CLAIMS_CHANNEL
 from leases.errors import (
     ClaimConflict,
     ClaimNotFound,
@@ -59,6 +60,7 @@ class Claim:
     ended_at: datetime | None
     superseded_by: str | None
     live: bool  # state is active and expires_at is in the future (database clock)
+    seconds_left: float  # until expires_at, by the database clock when the row was read
 
     def ensure_active(self, project: str | None = None) -> Claim:
         """Return self if this claim may publish to ``project``; raise otherwise."""
@@ -80,7 +82,8 @@ def new_lease_id() -> str:
 _COLUMNS = """
     lease_id, project_id, run_id, step_id, job_id, attempt, worker_session_id, session_id,
     state, created_by, created_at, expires_at, max_expires_at, ended_at, superseded_by,
-    (state = 'active' AND expires_at > now()) AS live
+    (state = 'active' AND expires_at > now()) AS live,
+    extract(epoch FROM expires_at - now())::float8 AS seconds_left
 """
 
 
@@ -104,6 +107,7 @@ def _claim(row: asyncpg.Record) -> Claim:
         ended_at=row["ended_at"],
         superseded_by=row["superseded_by"],
         live=row["live"],
+        seconds_left=row["seconds_left"],
     )
 
 
@@ -161,16 +165,20 @@ async def register_claim(
             raise ClaimConflict(lineage.job_id, lineage.attempt, highest)
         old = await conn.fetchrow(
             f"""
-            UPDATE job_claims SET state = 'superseded', superseded_by = $5, ended_at = now()
-            WHERE project_id = $1 AND run_id = $2 AND step_id = $3 AND job_id = $4
-              AND state = 'active'
-            RETURNING {_COLUMNS}
+            WITH old AS (
+                UPDATE job_claims SET state = 'superseded', superseded_by = $5, ended_at = now()
+                WHERE project_id = $1 AND run_id = $2 AND step_id = $3 AND job_id = $4
+                  AND state = 'active'
+                RETURNING {_COLUMNS}
+            )
+            SELECT old.*, pg_notify($6, old.lease_id) FROM old
             """,  # noqa: S608
             project,
             lineage.run_id,
             lineage.step_id,
             lineage.job_id,
             lease_id,
+            CLAIMS_CHANNEL,
         )
         row = await conn.fetchrow(
             f"""
@@ -218,15 +226,22 @@ async def renew_claim(conn: Any, project: str, lease_id: str, ttl_seconds: int) 
 
 
 async def release_claim(conn: Any, project: str, lease_id: str) -> Claim:
-    """Release the claim at once; releasing an ended claim changes nothing."""
+    """Release the claim at once; releasing an ended claim changes nothing.
+
+    The release is announced on :data:`~leases.cache.CLAIMS_CHANNEL` when it commits.
+    """
     row = await conn.fetchrow(
         f"""
-        UPDATE job_claims SET state = 'released', ended_at = now()
-        WHERE lease_id = $1 AND project_id = $2 AND state = 'active'
-        RETURNING {_COLUMNS}
+        WITH released AS (
+            UPDATE job_claims SET state = 'released', ended_at = now()
+            WHERE lease_id = $1 AND project_id = $2 AND state = 'active'
+            RETURNING {_COLUMNS}
+        )
+        SELECT released.*, pg_notify($3, released.lease_id) FROM released
         """,  # noqa: S608
         lease_id,
         project,
+        CLAIMS_CHANNEL,
     )
     if row is not None:
         return _claim(row)
