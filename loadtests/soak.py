@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import threading
@@ -186,6 +187,7 @@ async def soak(minutes: float, concurrency: int, out: Path) -> int:
         return 0 if not errors and result["quota_exact"] else 1
     finally:
         await asyncio.to_thread(stack.stop)
+        shutil.rmtree(root, ignore_errors=True)  # the backends' data, tens of GB
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ import aiohttp
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from yarl import URL
 
 # The part of an error answer read before the connection is dropped.
 _ERROR_BODY_BYTES = 64 * 1024
@@ -122,8 +121,9 @@ class SmallPut:
         if self._session is None:
             raise RuntimeError("SmallPut.start() was not called")
         headers = self.signed_headers(key, content_type=content_type, sha256_hex=sha256_hex)
+        # The URL is already percent-encoded; aiohttp's requoting leaves it as is.
         async with self._session.put(
-            URL(self.url_of(key), encoded=True), data=bytes(body), headers=headers
+            self.url_of(key), data=bytes(body), headers=headers
         ) as response:
             if response.status == 200:
                 await response.read()
