@@ -10,6 +10,8 @@ served outside the gateway with the same script, proves the listener would hear 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -64,6 +66,7 @@ class Chromium:
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": self.profile},  # its scratch folders go too
         )
         port_file = Path(self.profile) / "DevToolsActivePort"
         async with asyncio.timeout(30):
@@ -98,13 +101,21 @@ class Chromium:
         return result.get("result", {}).get("value")
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.ws is not None:
+        # Browser.close lets Chromium stop its child processes and finish
+        # writing its profile; killing only the parent would leave both behind.
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.send_json({"id": self.ids + 1, "method": "Browser.close"})
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+            try:
+                async with asyncio.timeout(10):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
