@@ -19,14 +19,19 @@ Streaming upload (:meth:`S3ObjectStore.put_stream`)
     Request bodies: botocore accepts ``bytes``, ``bytearray`` and file-like
     objects (its parameter validation rejects a bare ``memoryview``), and
     aiohttp warns about, and slices a copy of, any ``bytes``/``bytearray`` body
-    over 1 MiB. So a staged small object is sent as its ``bytearray`` — by
-    :mod:`storage.small_put` (one aiohttp request signed by botocore, with
-    botocore's full pipeline as the retry) when the endpoint and keys are
-    explicit — and a part buffer as a :class:`BufferBody`: a read-only ``io.BytesIO`` over the
-    pooled memory whose reads return ``memoryview`` slices, which aiohttp writes
-    to the socket in 256 KiB steps without copying. The buffer is reused only
-    after its request completed; after a failed request it is dropped, since the
-    transport may still reference it.
+    over 1 MiB. So a staged small object is sent as its ``bytearray`` (by
+    :mod:`storage.lean` when it can: one aiohttp request signed by botocore,
+    with botocore's whole pipeline as the retry), and a part buffer as a
+    :class:`BufferBody`: a read-only ``io.BytesIO`` over the pooled memory whose
+    reads return ``memoryview`` slices, which aiohttp writes to the socket in
+    256 KiB steps without copying. The buffer is reused only after its request
+    completed; after a failed request it is dropped, since the transport may
+    still reference it.
+
+Reads (:meth:`S3ObjectStore.open_range`)
+    GetObject goes through :mod:`storage.lean` when it can (one aiohttp request
+    signed by botocore), and through botocore for anything but a ``200`` or
+    ``206``, so a missing key or an unsatisfiable range is reported as always.
 
     botocore is configured not to hash payloads (``payload_signing_enabled`` off,
     checksums only where an operation requires them): the gateway computes
@@ -97,7 +102,7 @@ from storage.errors import (
     StorageError,
     StorageUnavailable,
 )
-from storage.small_put import SmallPut
+from storage.lean import LeanS3
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -347,6 +352,26 @@ class BufferBody(io.BytesIO):
         raise io.UnsupportedOperation("a request body is read-only")
 
 
+def _total_size(content_length: int, content_range: str | None) -> int:
+    """The whole object's size: from ``Content-Range`` for a ranged read."""
+    if content_range:
+        match = _TOTAL_SIZE.search(content_range)
+        if match:
+            return int(match.group(1))
+    return content_length
+
+
+class _ResponseBody:
+    """An aiohttp response body with the ``read``/``close`` of a botocore one."""
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self._response = response
+        self.read = response.content.read
+
+    def close(self) -> None:
+        self._response.close()
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -547,7 +572,7 @@ class _StreamUpload:
         ``sha256_hex`` is the digest of the whole stream.
         """
         store = self._store
-        if self._upload is None and self._buffer is None and store.small_put is not None:
+        if self._upload is None and self._buffer is None and store.lean is not None:
             self._committing = True
             if await store._put_small(self._key, self._staging, self._content_type, sha256_hex):
                 self._committing = False
@@ -630,11 +655,11 @@ class S3ObjectStore:
         settings: S3Settings,
         *,
         observer: Observer | None = None,
-        small_put: SmallPut | None = None,
+        lean: LeanS3 | None = None,
     ):
         self._client = client
         self.settings = settings
-        self.small_put = small_put
+        self.lean = lean
         self._observer = observer
         self.pool = BufferPool(settings.part_size, settings.buffer_count)
         # Control calls move little data; data calls may wait read_timeout per read.
@@ -669,17 +694,17 @@ class S3ObjectStore:
             client.meta.events.register_first(
                 "needs-retry.s3", retry_unreachable_quickly, unique_id="storage-retry-unreachable"
             )
-            small_put = SmallPut.for_settings(settings)
-            if small_put is not None:
-                await small_put.start()
-            store = cls(client, settings, observer=observer, small_put=small_put)
+            lean = LeanS3.for_settings(settings)
+            if lean is not None:
+                await lean.start()
+            store = cls(client, settings, observer=observer, lean=lean)
             try:
                 yield store
             finally:
                 await store._finish_cleanups()
                 store.pool.close()
-                if store.small_put is not None:
-                    await store.small_put.close()
+                if store.lean is not None:
+                    await store.lean.close()
 
     async def _finish_cleanups(self) -> None:
         if self._cleanups:
@@ -721,17 +746,17 @@ class S3ObjectStore:
     async def _put_small(
         self, key: str, body: bytearray, content_type: str, sha256_hex: str
     ) -> bool:
-        """PutObject through :class:`~storage.small_put.SmallPut`; ``False``: retry with botocore.
+        """PutObject through :class:`~storage.lean.LeanS3`; ``False``: retry with botocore.
 
         A timeout is final (it already waited as long as botocore would have);
         a failed connection or any answer but 200 is left to botocore's retries
         and error translation.
         """
-        assert self.small_put is not None
+        assert self.lean is not None
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._data_timeout):
-                stored = await self.small_put.put(
+                stored = await self.lean.put(
                     key, body, content_type=content_type, sha256_hex=sha256_hex
                 )
         except TimeoutError as exc:
@@ -742,6 +767,36 @@ class S3ObjectStore:
         if stored:
             self._observe("put_object", started, True)
         return stored
+
+    async def _get_lean(self, key: str, range_header: str | None) -> S3ObjectReader | None:
+        """GetObject through :class:`~storage.lean.LeanS3`; ``None``: ask botocore.
+
+        As for :meth:`_put_small`, a timeout is final and anything else but a
+        ``200``/``206`` (a missing key, an unsatisfiable range) is left to botocore.
+        """
+        assert self.lean is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._control_timeout):
+                response = await self.lean.get(key, range_header)
+        except TimeoutError as exc:
+            self._observe("get_object", started, False)
+            raise translate_error("get_object", exc, key=key) from exc
+        except (aiohttp.ClientError, OSError):
+            return None
+        if response is None:
+            return None
+        self._observe("get_object", started, True)
+        content_length = response.content_length
+        assert content_length is not None
+        content_range = response.headers.get("Content-Range")
+        return S3ObjectReader(
+            _ResponseBody(response),
+            key=key,
+            content_length=content_length,
+            total_size=_total_size(content_length, content_range),
+            content_range=content_range,
+        )
 
     async def _shielded(self, cleanup: Coroutine[Any, Any, None]) -> None:
         """Run ``cleanup`` to the end even if the awaiting task is cancelled meanwhile."""
@@ -801,22 +856,21 @@ class S3ObjectStore:
     ) -> ObjectReader:
         """Open ``key`` (or a byte range of it) for streaming; ranges go to S3 as given."""
         header = format_range(start, end, suffix_length=suffix_length)
+        if self.lean is not None:
+            reader = await self._get_lean(key, header)
+            if reader is not None:
+                return reader
         params: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": key}
         if header is not None:
             params["Range"] = header
         response = await self._call("get_object", timeout=self._control_timeout, key=key, **params)
         content_length = int(response["ContentLength"])
         content_range = response.get("ContentRange")
-        total_size = content_length
-        if content_range:
-            match = _TOTAL_SIZE.search(content_range)
-            if match:
-                total_size = int(match.group(1))
         return S3ObjectReader(
             response["Body"],
             key=key,
             content_length=content_length,
-            total_size=total_size,
+            total_size=_total_size(content_length, content_range),
             content_range=content_range,
         )
 

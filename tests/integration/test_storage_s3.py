@@ -120,7 +120,7 @@ async def test_payloads_are_not_hashed_by_botocore(store: S3ObjectStore, prefix:
     finally:
         store.client.meta.events.unregister("before-send.s3", record)
     puts = [(headers, body) for method, headers, body in sent if method == "PUT"]
-    # The small object went through storage.small_put (its own test file).
+    # The small object went through storage.lean (its own test file).
     assert [body for _, body in puts] == ["BufferBody", "BufferBody"]
     for headers, _ in puts:
         assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
