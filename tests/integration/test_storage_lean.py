@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from dataclasses import replace
 from typing import Any
 
@@ -12,25 +11,7 @@ import pytest
 
 from storage import ObjectNotFound, RangeNotSatisfiable, S3ObjectStore, S3Settings
 from storage.lean import LeanS3
-from tests.conftest import Backends
 from tests.integration.test_storage_s3 import Calls, chunked, read_all
-
-
-@pytest.fixture
-def settings(backends: Backends) -> S3Settings:
-    return S3Settings(
-        endpoint_url=backends.s3_endpoint_url,
-        bucket=backends.s3_bucket,
-        region="us-east-1",
-        access_key_id=backends.s3_access_key_id,
-        secret_access_key=backends.s3_secret_access_key,
-        timeout_seconds=5.0,
-    )
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"tests/{secrets.token_hex(6)}/"
 
 
 def botocore_requests(store: S3ObjectStore, method: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -22,7 +21,6 @@ from storage import (
     S3Settings,
     StorageUnavailable,
 )
-from tests.conftest import Backends
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -43,21 +41,6 @@ class Calls:
 
 
 @pytest.fixture
-def settings(backends: Backends) -> S3Settings:
-    return S3Settings(
-        endpoint_url=backends.s3_endpoint_url,
-        bucket=backends.s3_bucket,
-        region="us-east-1",
-        access_key_id=backends.s3_access_key_id,
-        secret_access_key=backends.s3_secret_access_key,
-        part_size=PART,
-        part_concurrency=2,
-        buffer_budget_bytes=4 * PART,
-        timeout_seconds=5.0,
-    )
-
-
-@pytest.fixture
 def calls() -> Calls:
     return Calls()
 
@@ -66,11 +49,6 @@ def calls() -> Calls:
 async def store(settings: S3Settings, calls: Calls) -> AsyncIterator[S3ObjectStore]:
     async with S3ObjectStore.connect(settings, observer=calls) as store:
         yield store
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"tests/{secrets.token_hex(6)}/"
 
 
 async def chunked(data: bytes, size: int = 100_003) -> AsyncIterator[bytes]:

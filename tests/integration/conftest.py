@@ -1,0 +1,33 @@
+"""Fixtures shared by the storage tests: the S3 settings of the test session's SeaweedFS."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from storage import S3Settings
+from tests.conftest import Backends
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+
+
+@pytest.fixture
+def settings(backends: Backends) -> S3Settings:
+    return S3Settings(
+        endpoint_url=backends.s3_endpoint_url,
+        bucket=backends.s3_bucket,
+        region="us-east-1",
+        access_key_id=backends.s3_access_key_id,
+        secret_access_key=backends.s3_secret_access_key,
+        part_size=PART,
+        part_concurrency=2,
+        buffer_budget_bytes=4 * PART,
+        timeout_seconds=5.0,
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"tests/{secrets.token_hex(6)}/"
