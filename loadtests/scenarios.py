@@ -127,6 +127,17 @@ class Scenario:
         self.figures.append(row)
         return row
 
+    def check_no_errors(self, runs: list[dict[str, Any]], what: str) -> None:
+        """A correctness row: every operation of the gateway's ``runs`` succeeded."""
+        errors = sum(r["errors"] for r in runs)
+        self.correctness.append(
+            {
+                "when": "during load",
+                "passed": errors == 0,
+                "problems": [f"{errors} {what} failed"] if errors else [],
+            }
+        )
+
     def cpu_cost(self, phase: str, *, per_gib: bool, process: str = "gateway") -> list[float]:
         """CPU seconds of ``process`` per GiB moved, or CPU milliseconds per operation."""
         out = []
@@ -251,7 +262,13 @@ class Bench:
         phase_suffix: str = "",
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Closed loops of the gateway and its reference, ``repeat`` times each,
-        alternating which side goes first so drift lands on both."""
+        alternating which side goes first so drift lands on both.
+
+        First an untimed warm-up of both sides (connections, caches), with
+        ``reference_op(WARM_UP)``; then ``reference_op(rep)`` for each repetition.
+        """
+        await self.closed_loop(concurrency, self.settings.warm_seconds, gateway_op)
+        await self.closed_loop(concurrency, self.settings.warm_seconds, reference_op(WARM_UP))
         gw_runs: list[dict[str, Any]] = []
         ref_runs: list[dict[str, Any]] = []
         for rep in range(self.settings.repeat):
@@ -488,6 +505,28 @@ class Bench:
         return tree_memory(self.stack.gateway.pid)
 
 
+WARM_UP = -1
+"""The ``rep`` a reference op factory gets for the untimed warm-up."""
+
+
+def small_publisher(
+    bench: Bench, project: str, leases: list[str], published: list[Published]
+) -> Callable[[int, int], Awaitable[bool]]:
+    """A closed-loop op: worker ``w`` publishes fresh random bytes with ``leases[w]``."""
+    size = bench.settings.small_size
+
+    async def publish(w: int, n: int) -> bool:
+        data = os.urandom(size)
+        status, body = await bench.gw.publish_bytes(project, leases[w], data, f"s{n}.bin")
+        if status != 201:
+            return False
+        expected = hashlib.sha256(data).hexdigest()
+        published.append(Published(body["id"], body["size"], body["sha256"], expected))
+        return True
+
+    return publish
+
+
 def new_project(name: str) -> str:
     return f"bench-{name}-{secrets.token_hex(3)}"
 
@@ -572,14 +611,7 @@ async def small_upload(bench: Bench, scenario: Scenario) -> None:
     published: list[Published] = []
     direct_keys: list[str] = []
 
-    async def publish(w: int, n: int) -> bool:
-        data = os.urandom(s.small_size)
-        status, body = await gw.publish_bytes(project, leases[w], data, f"s{n}.bin")
-        if status != 201:
-            return False
-        expected = hashlib.sha256(data).hexdigest()
-        published.append(Published(body["id"], body["size"], body["sha256"], expected))
-        return True
+    publish = small_publisher(bench, project, leases, published)
 
     def put(prefix: str) -> Callable[[int, int], Awaitable[bool]]:
         async def op(w: int, n: int) -> bool:
@@ -590,9 +622,6 @@ async def small_upload(bench: Bench, scenario: Scenario) -> None:
 
         return op
 
-    # Untimed warm-up of both paths (connections, caches).
-    await bench.closed_loop(conc, s.warm_seconds, publish)
-    await bench.closed_loop(conc, s.warm_seconds, put(f"bench/direct-small/{project}/warm"))
     gw_runs, direct_runs = await bench.paired_closed_loops(
         scenario,
         "small-upload",
@@ -628,14 +657,7 @@ async def small_upload(bench: Bench, scenario: Scenario) -> None:
     scenario.add_figure(
         "gateway CPU per publish", "CPU-ms", scenario.cpu_cost("gateway", per_gib=False)
     )
-    errors = sum(r["errors"] for r in gw_runs)
-    scenario.correctness.append(
-        {
-            "when": "during load",
-            "passed": errors == 0,
-            "problems": [f"{errors} publishes failed"] if errors else [],
-        }
-    )
+    scenario.check_no_errors(gw_runs, "publishes")
     await bench.check_project(scenario, project, published, when="after uploads")
     scenario.info["cleanup"] = await bench.cleanup(project, [], direct_keys)
 
@@ -707,8 +729,6 @@ async def download(bench: Bench, scenario: Scenario) -> None:
         return await clients.direct_get_small(bench.s3, small_keys[n % 64]) == 200
 
     conc = s.small_concurrency
-    await bench.closed_loop(conc, s.warm_seconds, gw_get)
-    await bench.closed_loop(conc, s.warm_seconds, direct_get)
     gw_runs, direct_runs = await bench.paired_closed_loops(
         scenario,
         "small GET",
@@ -738,14 +758,7 @@ async def download(bench: Bench, scenario: Scenario) -> None:
         [r["p99_ms"] for r in direct_runs],
         reference_kind="direct",
     )
-    errors = sum(r["errors"] for r in gw_runs)
-    scenario.correctness.append(
-        {
-            "when": "during load",
-            "passed": errors == 0,
-            "problems": [f"{errors} GETs failed"] if errors else [],
-        }
-    )
+    scenario.check_no_errors(gw_runs, "GETs")
     await bench.check_project(scenario, project, published, when="after downloads")
     scenario.info["cleanup"] = await bench.cleanup(project, published, direct_keys)
 
@@ -931,14 +944,7 @@ async def mlflow_peer(bench: Bench, scenario: Scenario) -> None:
         conc = s.small_concurrency
         leases = [await gw.claim(project) for _ in range(conc)]
 
-        async def gw_small(w: int, n: int) -> bool:
-            data = os.urandom(s.small_size)
-            status, body = await gw.publish_bytes(project, leases[w], data, f"s{n}.bin")
-            if status != 201:
-                return False
-            expected = hashlib.sha256(data).hexdigest()
-            published.append(Published(body["id"], body["size"], body["sha256"], expected))
-            return True
+        gw_small = small_publisher(bench, project, leases, published)
 
         async def ml_small(w: int, n: int) -> bool:
             assert bench.session is not None
@@ -947,8 +953,6 @@ async def mlflow_peer(bench: Bench, scenario: Scenario) -> None:
             )
             return bool(status == 200)
 
-        await bench.closed_loop(conc, s.warm_seconds, gw_small)
-        await bench.closed_loop(conc, s.warm_seconds, ml_small)
         gw_runs, ml_runs = await bench.paired_closed_loops(
             scenario,
             "mlflow small",
@@ -985,15 +989,7 @@ async def mlflow_peer(bench: Bench, scenario: Scenario) -> None:
             "mlflow": sum(r["errors"] for r in ml_runs),
         }
         scenario.info["errors"] = errors
-        scenario.correctness.append(
-            {
-                "when": "during load",
-                "passed": errors["gateway"] == 0,
-                "problems": [f"{errors['gateway']} gateway publishes failed"]
-                if errors["gateway"]
-                else [],
-            }
-        )
+        scenario.check_no_errors(gw_runs, "gateway publishes")
         head = await bench.s3.head_object(Bucket=BUCKET, Key=f"mlflow/{run_prefix}/large/0.bin")
         scenario.correctness.append(
             {
