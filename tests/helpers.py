@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -65,3 +67,10 @@ async def quota(client: Any, project: str) -> dict[str, Any]:
     assert resp.status == 200
     result: dict[str, Any] = await resp.json()
     return result
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``check()`` is true, polling every 20 ms; TimeoutError after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.02)

@@ -1,9 +1,11 @@
-"""Fixtures shared by the storage tests: the S3 settings of the test session's SeaweedFS."""
+"""Fixtures shared by the integration tests: a Postgres connection, S3 settings, key prefixes."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from storage import S3Settings
@@ -31,3 +33,11 @@ def settings(backends: Backends) -> S3Settings:
 @pytest.fixture
 def prefix() -> str:
     return f"tests/{secrets.token_hex(6)}/"
+
+
+@pytest.fixture
+async def db(backends: Backends) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to the test session's Postgres."""
+    conn = await asyncpg.connect(backends.database_url)
+    yield conn
+    await conn.close()

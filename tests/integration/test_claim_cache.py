@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.state import CLAIM_CACHE, EVENT_HUB
-from tests.helpers import SCHEDULER, lease, new_claim, publish
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def db(backends: Any) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(backends.database_url)
-    yield conn
-    await conn.close()
+from tests.helpers import SCHEDULER, eventually, lease, new_claim, publish
 
 
 async def cached_client(client: TestClient) -> TestClient:

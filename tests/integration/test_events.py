@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.state import EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
 from tests.conftest import bearer, principal_token
-from tests.helpers import ADMIN, READER, lease, new_claim, publish
+from tests.helpers import ADMIN, READER, eventually, lease, new_claim, publish
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 SSE = {"Accept": "text/event-stream"}
@@ -43,13 +43,6 @@ def make_client(aiohttp_client: Any, config: Config) -> MakeClient:
 @pytest.fixture
 async def client(make_client: MakeClient) -> TestClient:
     return await make_client()
-
-
-@pytest.fixture
-async def db(backends: Any) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(backends.database_url)
-    yield conn
-    await conn.close()
 
 
 def events_url(project: str, **query: Any) -> str:
@@ -126,12 +119,6 @@ async def open_stream(
     assert resp.headers["Cache-Control"] == "no-store"
     assert resp.headers["X-Accel-Buffering"] == "no"
     return resp
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 async def record_deletion(db: asyncpg.Connection, project: str, artifact_id: str) -> None:

@@ -8,9 +8,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
 
-import asyncpg
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
@@ -18,13 +16,6 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from tests.conftest import TEST_JWT_SECRET, bearer, make_config, principal_token
 from tests.helpers import READER, lease, new_claim, publish
-
-
-@pytest.fixture
-async def db(backends) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(backends.database_url)
-    yield conn
-    await conn.close()
 
 
 async def raw_request(

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -29,13 +28,6 @@ MiB = 1024 * 1024
 async def store(config) -> AsyncIterator[S3ObjectStore]:
     async with S3ObjectStore.connect(s3_settings(config)) as s:
         yield s
-
-
-@pytest.fixture
-async def db(backends) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(backends.database_url)
-    yield conn
-    await conn.close()
 
 
 async def stored_keys(store: S3ObjectStore, project: str) -> list[str]:

@@ -6,11 +6,9 @@ import asyncio
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -37,13 +35,6 @@ CSP = (
 )
 TEXT = "text/plain; charset=utf-8"
 OCTET = "application/octet-stream"
-
-
-@pytest.fixture
-async def db(backends) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(backends.database_url)
-    yield conn
-    await conn.close()
 
 
 async def put(
