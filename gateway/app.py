@@ -140,6 +140,7 @@ def create_app(config: Config) -> web.Application:
         issuer=config.auth_jwt_issuer,
         audience=config.auth_jwt_audience,
         leeway_seconds=config.auth_leeway_seconds,
+        max_ttl_seconds=config.auth_max_token_ttl_seconds,
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_object_store)

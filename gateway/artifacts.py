@@ -48,12 +48,26 @@ class ArtifactDraft:
     description: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     derived_from: tuple[str, ...] = ()
+    request_digest: str = ""  # sha256 of the descriptive parts (Idempotency-Key)
+    # Who may be named in derived_from: see visible_to(). None for a lease (run artifacts).
+    viewer: str | None = None
+    viewer_is_admin: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class IdempotencyClaim:
     credential: str
     key: str
+
+
+def visible_to(viewer: str, is_admin: str) -> str:
+    """The visibility rule as a SQL condition on ``artifacts``, over two parameters.
+
+    Run artifacts: every reader of the project. Principal artifacts: their owner
+    (``viewer``, a sub) and admins (``is_admin``). ``viewer`` may be NULL (a lease),
+    which sees run artifacts only.
+    """
+    return f"(owner_kind = 'run' OR owner_id = {viewer} OR {is_admin})"
 
 
 def reference(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +122,8 @@ async def find_idempotent(
 ) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         """
-        SELECT a.* FROM idempotency_keys k JOIN artifacts a USING (artifact_id)
+        SELECT a.*, k.request_digest
+        FROM idempotency_keys k JOIN artifacts a USING (artifact_id)
         WHERE k.project_id = $1 AND k.credential = $2 AND k.idempotency_key = $3
         """,
         project,
@@ -118,11 +133,16 @@ async def find_idempotent(
     return row
 
 
-def check_replay(row: asyncpg.Record, *, sha256: str, name: str) -> None:
-    """A replay must carry the same body; otherwise 409."""
-    if row["sha256"] != sha256 or row["name"] != name:
+def check_replay(row: asyncpg.Record, *, sha256: str, request_digest: str) -> None:
+    """A replay must repeat the request: the same file and the same descriptive parts.
+
+    Keys recorded before descriptive parts were remembered compare the file only.
+    """
+    recorded = row["request_digest"]
+    if row["sha256"] != sha256 or (recorded is not None and recorded != request_digest):
         raise IdempotencyConflict(
-            "this Idempotency-Key was used for a different body (sha256 or name differ)"
+            "this Idempotency-Key was used for a different request "
+            "(the file or a descriptive part differs)"
         )
 
 
@@ -154,10 +174,12 @@ async def set_quota(conn: Any, project: str, limit: int, default_limit: int) -> 
     return await quota_state(conn, project, default_limit)
 
 
-def quota_exceeded(size: int, state: dict[str, Any]) -> ApiError:
+def quota_exceeded(size: int, state: dict[str, Any], *, at_least: bool = False) -> ApiError:
+    """413 quota_exceeded; ``at_least`` when the upload was cut off at ``size`` bytes."""
     left = max(0, state["limit_bytes"] - state["used_bytes"])
+    what = f"at least {size}" if at_least else f"{size}"
     return QuotaExceeded(
-        f"upload of {size} bytes exceeds the {left} bytes left",
+        f"upload of {what} bytes exceeds the {left} bytes left",
         extra={"limit_bytes": state["limit_bytes"], "used_bytes": state["used_bytes"]},
     )
 
@@ -169,8 +191,8 @@ def quota_exceeded(size: int, state: dict[str, Any]) -> ApiError:
 #   charge  charges quota and takes the project's next event seq with a conditional
 #           upsert: the row lock serialises racing publishes of a project and the
 #           WHERE clause makes an overrun impossible. A project without a row gets
-#           the default limit ($27). It inserts nothing unless the claim holds and
-#           every derived_from id exists;
+#           the default limit ($26). It inserts nothing unless the claim holds and
+#           every derived_from id is an available artifact the publisher may read;
 #   art     inserts the artifact (only with a charge), ev its artifact.created row,
 #   idem    its Idempotency-Key (a duplicate key aborts the whole statement),
 #   pend    clears the pending-upload row;
@@ -186,7 +208,9 @@ WITH claim AS (
     SELECT $2::text, $7::bigint, 1, 1
     WHERE ($14::text IS NULL OR EXISTS (SELECT 1 FROM claim))
       AND cardinality($22::text[]) = (
-          SELECT count(*) FROM artifacts WHERE project_id = $2::text AND artifact_id = ANY($22))
+          SELECT count(*) FROM artifacts
+          WHERE project_id = $2::text AND artifact_id = ANY($22) AND state = 'available'
+            AND {visible})
       AND ($7::bigint <= $26::bigint
            OR EXISTS (SELECT 1 FROM projects WHERE project_id = $2::text))
     ON CONFLICT (project_id) DO UPDATE
@@ -210,13 +234,14 @@ WITH claim AS (
     SELECT project_id, seq, 'artifact.created', artifact_id, $25::jsonb, created_at FROM art
 ), idem AS (
     INSERT INTO idempotency_keys (project_id, credential, idempotency_key, artifact_id,
-        sha256, name)
-    SELECT project_id, $28, $29, artifact_id, sha256, name FROM art WHERE $29::text IS NOT NULL
+        sha256, name, request_digest)
+    SELECT project_id, $28, $29, artifact_id, sha256, name, $31 FROM art
+    WHERE $29::text IS NOT NULL
 ), pend AS (
     DELETE FROM pending_uploads WHERE $30 AND object_key = $23 AND EXISTS (SELECT 1 FROM art)
 )
 SELECT art.*, pg_notify($27, art.project_id || ':' || art.seq) FROM art
-"""
+""".replace("{visible}", visible_to("$32::text", "$33::boolean"))
 
 
 class IdempotencyRace(Exception):
@@ -283,6 +308,9 @@ async def commit_publish(
             idempotency.credential if idempotency else None,
             idempotency.key if idempotency else None,
             pending,
+            draft.request_digest,
+            draft.viewer,
+            draft.viewer_is_admin,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "idempotency_keys_pkey":
@@ -294,18 +322,31 @@ async def commit_publish(
     return row
 
 
+_DERIVABLE_COUNT = (
+    "SELECT count(*) FROM artifacts WHERE project_id = $1 AND artifact_id = ANY($2)"  # noqa: S608
+    " AND state = 'available' AND " + visible_to("$3::text", "$4::boolean")
+)
+
+
 async def _explain_refusal(conn: Any, draft: ArtifactDraft, default_quota: int) -> None:
     """Why the commit wrote nothing: the lease, derived_from, or the quota. Raises."""
     if draft.lease_id is not None:
         await leases.active_claim(conn, draft.lease_id)
     if draft.derived_from:
         found = await conn.fetchval(
-            "SELECT count(*) FROM artifacts WHERE project_id = $1 AND artifact_id = ANY($2)",
+            _DERIVABLE_COUNT,
             draft.project,
             list(draft.derived_from),
+            draft.viewer,
+            draft.viewer_is_admin,
         )
         if found != len(draft.derived_from):
-            raise InvalidRequest("derived_from names an artifact this project does not have")
+            # The same answer for an id that does not exist and one the publisher
+            # may not see, so derived_from cannot probe for ids.
+            raise InvalidRequest(
+                "derived_from names an artifact that does not exist, was deleted, "
+                "or that you cannot read"
+            )
     raise quota_exceeded(draft.size, await quota_state(conn, draft.project, default_quota))
 
 
@@ -381,7 +422,7 @@ async def list_artifacts(
     if query.before_seq is not None:
         add("seq < ?", query.before_seq)
     if not viewer_is_admin:
-        add("(owner_kind = 'run' OR owner_id = ?)", viewer)
+        add(visible_to("?", "false"), viewer)
     args.append(query.limit + 1)
     sql = (
         f"SELECT * FROM artifacts WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed columns

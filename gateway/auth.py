@@ -18,6 +18,7 @@ from typing import Any, Literal
 import jwt
 
 from gateway.errors import Forbidden, Unauthenticated
+from leases import COMPACT_JWT
 
 SCOPES = (
     "artifacts:read",
@@ -77,8 +78,10 @@ class PrincipalVerifier:
         issuer: str,
         audience: str,
         leeway_seconds: int,
+        max_ttl_seconds: int,
     ) -> None:
         self._secret = secret
+        self._max_ttl = max_ttl_seconds
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
@@ -92,9 +95,11 @@ class PrincipalVerifier:
     def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_LENGTH:
             raise Unauthenticated("token too long")
+        if not COMPACT_JWT.match(token):
+            raise Unauthenticated("malformed token")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, RecursionError):
             raise Unauthenticated("malformed token") from None
         kid = header.get("kid")
         pinned = self._keys.get(kid) if isinstance(kid, str) else None
@@ -116,12 +121,12 @@ class PrincipalVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, RecursionError) as exc:
             raise Unauthenticated(f"token rejected ({type(exc).__name__})") from None
-        return _principal(claims, self._leeway)
+        return _principal(claims, self._leeway, self._max_ttl)
 
 
-def _principal(claims: Mapping[str, Any], leeway: int) -> Principal:
+def _principal(claims: Mapping[str, Any], leeway: int, max_ttl: int) -> Principal:
     sub, scope, projects = claims.get("sub"), claims.get("scope", ""), claims.get("projects", [])
     if not isinstance(sub, str) or not sub or len(sub) > 255:
         raise Unauthenticated("sub must be a non-empty string")
@@ -132,6 +137,8 @@ def _principal(claims: Mapping[str, Any], leeway: int) -> Principal:
     iat = claims.get("iat")
     if not isinstance(iat, int | float) or iat > time.time() + leeway:
         raise Unauthenticated("token issued in the future")
+    if claims["exp"] - iat > max_ttl:
+        raise Unauthenticated(f"token lifetime (exp - iat) exceeds the maximum of {max_ttl} s")
     return Principal(sub=sub, scopes=frozenset(scope.split()), projects=frozenset(projects))
 
 

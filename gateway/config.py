@@ -58,6 +58,7 @@ class Config:
     auth_jwt_issuer: str = "mobius"
     auth_jwt_audience: str = "mobius-artifacts"
     auth_leeway_seconds: int = 30
+    auth_max_token_ttl_seconds: int = 30 * 86400
     lease_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
     lease_max_ttl_seconds: int = 86400
     lease_cache_seconds: float = 30.0
@@ -103,6 +104,9 @@ class Config:
             auth_jwt_issuer=e.text("GATEWAY_AUTH_JWT_ISSUER", "mobius"),
             auth_jwt_audience=e.text("GATEWAY_AUTH_JWT_AUDIENCE", "mobius-artifacts"),
             auth_leeway_seconds=e.integer("GATEWAY_AUTH_LEEWAY_SECONDS", 30, low=0, high=300),
+            auth_max_token_ttl_seconds=e.integer(
+                "GATEWAY_AUTH_MAX_TOKEN_TTL_SECONDS", 30 * 86400, low=60, high=365 * 86400
+            ),
             lease_signing_keys=e.keys("GATEWAY_LEASE_SIGNING_KEY", default_kid="lease-1"),
             lease_max_ttl_seconds=e.integer("GATEWAY_LEASE_MAX_TTL_SECONDS", 86400, low=60),
             lease_cache_seconds=e.number("GATEWAY_LEASE_CACHE_SECONDS", 30.0, low=0.0),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import mimetypes
+import re
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -144,15 +145,16 @@ _SNIFF_ALIASES = {
 }
 
 
+# RFC 6838 §4.2 restricted-name, ASCII only: type "/" subtype.
+_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
 def normalise_mime(value: str | None) -> str | None:
     """``Type/Sub; params`` → ``type/sub``; None for anything that is not a media type."""
     if not value:
         return None
     mime = value.split(";", 1)[0].strip().lower()
-    type_, sep, sub = mime.partition("/")
-    if not sep or not type_ or not sub or len(mime) > 127:
-        return None
-    if not all(c.isalnum() or c in "!#$&-^_.+" for c in type_ + sub):
+    if len(mime) > 127 or not _MEDIA_TYPE.match(mime):
         return None
     return mime
 

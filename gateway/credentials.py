@@ -104,6 +104,10 @@ class Publisher:
     credential: str  # scope of Idempotency-Key: lease:<id> or principal:<sub>
     lineage: leases.Lineage | None = None
     lease_id: str | None = None
+    # What the publisher may read (and so name in derived_from): a principal sees
+    # run artifacts, its own, and with artifacts:admin all; a lease run artifacts.
+    viewer: str | None = None
+    viewer_is_admin: bool = False
 
 
 async def publisher_of(request: web.Request, project: str) -> Publisher:
@@ -125,4 +129,6 @@ async def publisher_of(request: web.Request, project: str) -> Publisher:
         owner_id=principal.sub,
         created_by=principal.sub,
         credential=f"principal:{principal.sub}",
+        viewer=principal.sub,
+        viewer_is_admin=principal.has("artifacts:admin"),
     )

@@ -1,8 +1,15 @@
-"""JSON in and out: responses, bounded request bodies, RFC 3339 timestamps."""
+"""JSON in and out: responses, bounded request bodies, RFC 3339 timestamps.
+
+Every JSON document a client sends (request bodies, the ``metadata`` and
+``derived_from`` parts of a publish) goes through :func:`parse_json`, which
+refuses what the gateway could not store or serve back: nesting deeper than
+:data:`MAX_JSON_DEPTH`, ``NaN``/``Infinity``, ``\\u0000`` and lone surrogates.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +17,77 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, UnsupportedMediaType
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in any JSON a client sends."""
+
+
+class JsonRefused(ValueError):
+    """A JSON document the gateway will not accept; the message says why."""
+
+
+def _check_value(value: Any, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth``, and NUL or lone surrogates in any string.
+
+    Neither NUL nor a lone surrogate can be stored (Postgres) or encoded as UTF-8.
+    Iterative, so a value that parsed can always be checked.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise JsonRefused(f"nested deeper than {max_depth} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+            strings: list[str] = list(item) if isinstance(item, dict) else []
+        elif isinstance(item, str):
+            strings = [item]
+        else:
+            continue
+        for text in strings:
+            if "\x00" in text:
+                raise JsonRefused("strings must not contain NUL (\\u0000)")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise JsonRefused("strings must not contain lone surrogates") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonRefused(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRefused(f"{text} is out of range for a JSON number")
+    return value
+
+
+def parse_json(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a client's JSON document; raise :class:`JsonRefused` with the reason.
+
+    Refused: text that is not UTF-8 or not JSON, nesting deeper than ``max_depth``
+    (a document too deep for the parser's recursion is refused the same way),
+    ``NaN``/``Infinity``/``-Infinity`` (and numbers that overflow to them), and
+    strings holding NUL or lone surrogates.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JsonRefused("not UTF-8") from None
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except JsonRefused:
+        raise
+    except RecursionError:
+        raise JsonRefused(f"nested deeper than {max_depth} levels") from None
+    except ValueError:
+        raise JsonRefused("not valid JSON") from None
+    _check_value(value, max_depth)
+    return value
 
 
 def rfc3339(value: datetime | None) -> str | None:
@@ -41,9 +119,9 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
     if not raw.strip() and optional:
         return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the body is not valid JSON") from None
+        data = parse_json(raw)
+    except JsonRefused as exc:
+        raise InvalidRequest(f"the body is refused: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     return data

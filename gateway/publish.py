@@ -18,27 +18,30 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, HttpVersion11, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import artifacts, content, metrics
-from gateway.api.params import project_of
+from gateway.api.params import ARTIFACT_ID, project_of
 from gateway.artifacts import ArtifactDraft, IdempotencyClaim
 from gateway.credentials import Publisher, publisher_of
 from gateway.errors import (
+    ArtifactDeleted,
     ArtifactTooLarge,
+    ExpectationFailed,
     InvalidRequest,
     LineageNotAllowed,
     UnsupportedMediaType,
     problem_for,
 )
-from gateway.jsonio import json_response
+from gateway.jsonio import JsonRefused, json_response, parse_json
 from gateway.logs import get_logger
-from gateway.names import InvalidName, normalise_name
+from gateway.names import InvalidName, file_part_filename, normalise_name
 from gateway.state import CONFIG, DB, STORE, context
 from storage import EntityTooLarge, StoredObject
 
@@ -57,9 +60,9 @@ LINEAGE_NAMES = frozenset(
         "project_id",
     }
 )
-LINEAGE_HEADERS = frozenset(
-    {"x-mobius-run-id", "x-mobius-step-id", "x-mobius-job-id", "x-mobius-attempt"}
-)
+# Under the X-Mobius- prefix, these bare words name lineage too (X-Mobius-Run …).
+LINEAGE_HEADER_WORDS = frozenset({"run", "step", "job", "session", "worker_session", "project"})
+LINEAGE_HEADER_PREFIX = "x-mobius-"
 # Byte caps of the descriptive parts (UTF-8).
 PART_CAPS = {"name": 1024, "description": 4096, "metadata": 16384, "derived_from": 8192}
 MAX_PARTS = 8
@@ -72,8 +75,21 @@ READ_CHUNK = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 255
 
 
+def _lineage_word(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
 def is_lineage_name(name: str) -> bool:
-    return name.strip().lower().replace("-", "_") in LINEAGE_NAMES
+    return _lineage_word(name) in LINEAGE_NAMES
+
+
+def is_lineage_header(header: str) -> bool:
+    """A header that names lineage: ``Run-Id`` …, or any ``X-Mobius-<lineage field>``."""
+    lowered = header.strip().lower()
+    if lowered.startswith(LINEAGE_HEADER_PREFIX):
+        word = _lineage_word(lowered.removeprefix(LINEAGE_HEADER_PREFIX))
+        return word in LINEAGE_NAMES or word in LINEAGE_HEADER_WORDS
+    return is_lineage_name(header)
 
 
 def reject_lineage(request: web.Request) -> None:
@@ -81,7 +97,7 @@ def reject_lineage(request: web.Request) -> None:
         if is_lineage_name(key):
             raise LineageNotAllowed(f"query parameter '{key}' names lineage")
     for header in request.headers:
-        if header.lower() in LINEAGE_HEADERS or is_lineage_name(header):
+        if is_lineage_header(header):
             raise LineageNotAllowed(f"header '{header}' names lineage")
 
 
@@ -93,6 +109,10 @@ def idempotency_claim(request: web.Request, publisher: Publisher) -> Idempotency
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable chars")
     return IdempotencyClaim(credential=publisher.credential, key=key)
+
+
+# Free text (a description) may hold tabs and line breaks, no other control character.
+_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -149,29 +169,32 @@ def _parse_descriptive(form: Form, name: str, text: str) -> None:
         except InvalidName as exc:
             raise InvalidRequest(str(exc)) from None
     elif name == "description":
+        if _FORBIDDEN_IN_TEXT.search(text):
+            raise InvalidRequest("description must not contain NUL or control characters")
         form.description = text
     elif name == "metadata":
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise InvalidRequest("metadata is not valid JSON") from None
+        value = _json_part(name, text)
         if not isinstance(value, dict):
             raise InvalidRequest("metadata must be a JSON object")
         form.metadata = value
     elif name == "derived_from":
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise InvalidRequest("derived_from is not valid JSON") from None
+        value = _json_part(name, text)
         if (
             not isinstance(value, list)
             or len(value) > MAX_DERIVED_FROM
-            or not all(isinstance(v, str) and v.startswith("art_") for v in value)
+            or not all(isinstance(v, str) and ARTIFACT_ID.match(v) for v in value)
         ):
             raise InvalidRequest(
                 f"derived_from must be a JSON array of at most {MAX_DERIVED_FROM} artifact ids"
             )
         form.derived_from = tuple(dict.fromkeys(value))
+
+
+def _json_part(name: str, text: str) -> Any:
+    try:
+        return parse_json(text)
+    except JsonRefused as exc:
+        raise InvalidRequest(f"{name} is refused: {exc}") from None
 
 
 async def _file_chunks(
@@ -210,21 +233,52 @@ class Publish:
         self.key = artifacts.object_key(project, self.artifact_id)
         self.pending = False  # a pending_uploads row exists
         self.written = False  # an object exists under self.key
+        # The file stream's byte limit: the maximum size, or less when the
+        # project's remaining quota is smaller (then ``quota`` says so).
+        self.stream_limit = self.config.max_artifact_bytes
+        self.quota: dict[str, Any] | None = None
         context(request).artifact_id = self.artifact_id
 
-    async def precheck_length(self) -> None:
+    async def precheck(self) -> None:
+        """Refuse early what cannot fit, and bound the file stream by the quota left.
+
+        A body small enough to be a small file (``Content-Length`` within the form
+        overhead) skips the quota read: the commit's conditional charge decides. A
+        larger body, or one without ``Content-Length`` (chunked), reads the quota
+        once, so it is refused before its first byte when ``Content-Length``
+        proves it cannot fit, and cut off as soon as it passes what is left.
+        """
         length = self.request.content_length
-        if length is None or length <= FORM_OVERHEAD:
+        if length is not None and length <= FORM_OVERHEAD:
             return
-        smallest = length - FORM_OVERHEAD
+        smallest = 0 if length is None else length - FORM_OVERHEAD
         if smallest > self.config.max_artifact_bytes:
             raise ArtifactTooLarge(
                 f"Content-Length {length} exceeds the maximum artifact size of "
                 f"{self.config.max_artifact_bytes} bytes"
             )
         state = await artifacts.quota_state(self.db, self.project, self.config.default_quota_bytes)
-        if smallest > state["limit_bytes"] - state["used_bytes"]:
+        left = max(0, state["limit_bytes"] - state["used_bytes"])
+        if smallest > left:
             raise artifacts.quota_exceeded(smallest, state)
+        if left < self.stream_limit:
+            self.stream_limit, self.quota = left, state
+
+    async def _store(self, part: BodyPartReader, idle: float) -> StoredObject:
+        """Stream the file part into the store; past the quota left, 413 quota_exceeded."""
+        try:
+            return await self.store.put_stream(
+                self.key,
+                _file_chunks(part, self.request, idle),
+                max_bytes=self.stream_limit,
+                on_multipart_started=self._on_multipart,
+            )
+        except EntityTooLarge:
+            if self.quota is None:
+                raise
+            raise artifacts.quota_exceeded(
+                self.stream_limit + 1, self.quota, at_least=True
+            ) from None
 
     async def _on_multipart(self, upload_id: str) -> None:
         await artifacts.mark_pending(
@@ -262,17 +316,15 @@ class Publish:
                 raise InvalidRequest(f"two {what}")
             form.seen.add(name)
             if name == "file":
-                form.filename = part.filename
+                try:
+                    form.filename = file_part_filename(part.headers.get("Content-Disposition", ""))
+                except InvalidName as exc:
+                    raise InvalidRequest(f"filename: {exc}") from None
                 form.declared_mime = part.headers.get("Content-Type")
                 if replay is not None:
                     replay_digest, _ = await _hash_only(part, self.config.max_artifact_bytes, idle)
                 else:
-                    form.stored = await self.store.put_stream(
-                        self.key,
-                        _file_chunks(part, self.request, idle),
-                        max_bytes=self.config.max_artifact_bytes,
-                        on_multipart_started=self._on_multipart,
-                    )
+                    form.stored = await self._store(part, idle)
                     self.written = True
             elif name in PART_CAPS:
                 text = await _read_capped(part, PART_CAPS[name], idle)
@@ -292,6 +344,22 @@ class Publish:
             return normalise_name(form.filename)
         except InvalidName as exc:
             raise InvalidRequest(f"filename: {exc}") from None
+
+    def request_digest(self, form: Form) -> str:
+        """sha256 over what the request says about the file (not its bytes).
+
+        An Idempotency-Key replay must repeat it exactly; so must its file's sha256.
+        """
+        name = self.artifact_name(form)
+        described = {
+            "name": name,
+            "mime": content.resolve_mime(form.declared_mime, name),
+            "description": form.description,
+            "metadata": form.metadata,
+            "derived_from": list(form.derived_from),
+        }
+        canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def draft(self, form: Form, stored: StoredObject) -> ArtifactDraft:
         name = self.artifact_name(form)
@@ -318,6 +386,9 @@ class Publish:
             description=form.description,
             metadata=form.metadata,
             derived_from=form.derived_from,
+            request_digest=self.request_digest(form),
+            viewer=self.publisher.viewer,
+            viewer_is_admin=self.publisher.viewer_is_admin,
         )
 
     async def discard(self) -> None:
@@ -376,10 +447,17 @@ async def _publish(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("the publish body must be multipart/form-data")
     job = Publish(request, project, publisher)
     idempotency = idempotency_claim(request, publisher)
-    await job.precheck_length()
+    # A replay answers what the first publish did, whatever the quota says now.
     replay = None
     if idempotency is not None:
         replay = await artifacts.find_idempotent(job.db, project, idempotency)
+    if replay is not None and replay["state"] != "available":
+        raise ArtifactDeleted("the artifact this Idempotency-Key published was deleted since")
+    if replay is None:
+        await job.precheck()
+    # Every refusal that needs no body came before this point: only now is a
+    # client that waits on `Expect: 100-continue` asked for the body.
+    await send_continue(request)
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
@@ -387,7 +465,7 @@ async def _publish(request: web.Request) -> web.Response:
 
     if replay is not None:
         form, digest = await job.read_form(reader, replay)
-        artifacts.check_replay(replay, sha256=digest or "", name=job.artifact_name(form))
+        artifacts.check_replay(replay, sha256=digest or "", request_digest=job.request_digest(form))
         return _answer(replay, project, status=200)
 
     try:
@@ -407,7 +485,7 @@ async def _publish(request: web.Request) -> web.Response:
             assert idempotency is not None
             first = await artifacts.find_idempotent(job.db, project, idempotency)
             assert first is not None
-            artifacts.check_replay(first, sha256=draft.sha256, name=draft.name)
+            artifacts.check_replay(first, sha256=draft.sha256, request_digest=draft.request_digest)
             await job.discard()
             return _answer(first, project, status=200)
     except BaseException:
@@ -425,6 +503,27 @@ async def _publish(request: web.Request) -> web.Response:
         lease_id=draft.lease_id,
     )
     return _answer(row, project, status=201)
+
+
+async def defer_continue(request: web.Request) -> None:
+    """The publish route's ``expect_handler``: answer ``100 Continue`` later, not now.
+
+    aiohttp's default answers ``100 Continue`` before the handler runs. The publish
+    handler first authenticates and runs its size, quota and replay checks, so a
+    refused client never sends its body; :func:`send_continue` then asks for it.
+    """
+
+
+async def send_continue(request: web.Request) -> None:
+    """Answer ``Expect: 100-continue`` (HTTP/1.1); any other expectation is a 417."""
+    expect = request.headers.get("Expect")
+    if expect is None:
+        return
+    if expect.strip().lower() != "100-continue":
+        raise ExpectationFailed("the only expectation understood is 100-continue")
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started
 
 
 def _answer(row: Any, project: str, *, status: int) -> web.Response:

@@ -24,10 +24,11 @@ from leases.errors import (
     LeaseTokenInvalid,
     LeaseWrongProject,
 )
-from leases.tokens import LEASE_TOKEN_TYPE, LeaseKey, LeaseTokenClaims, LeaseTokens
+from leases.tokens import COMPACT_JWT, LEASE_TOKEN_TYPE, LeaseKey, LeaseTokenClaims, LeaseTokens
 
 __all__ = [
     "CLAIMS_CHANNEL",
+    "COMPACT_JWT",
     "LEASE_TOKEN_TYPE",
     "LINEAGE_FIELDS",
     "Claim",

@@ -11,6 +11,7 @@ decided by the claim row (see :mod:`leases.claims`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ LEASE_ISSUER = "mobius-artifact-gateway"
 LEASE_AUDIENCE = "mobius-artifacts-lease"
 LEASE_ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096  # a lease token is ~400 bytes; refuse absurd ones before parsing
+COMPACT_JWT = re.compile(r"^[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]*$")
+"""A JWS in compact form: three base64url segments. Anything else (bytes that are
+not ASCII included) is refused before any parsing."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,9 +95,11 @@ class LeaseTokens:
         """Verify signature, header and claims; raise :class:`LeaseTokenInvalid`."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise LeaseTokenInvalid("token too long")
+        if not COMPACT_JWT.match(token):
+            raise LeaseTokenInvalid("malformed token")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, RecursionError):
             raise LeaseTokenInvalid("malformed token") from None
         if header.get("typ") != LEASE_TOKEN_TYPE:
             raise LeaseTokenInvalid("not a lease token (typ)")
@@ -113,7 +119,7 @@ class LeaseTokens:
             )
         except jwt.ExpiredSignatureError:
             raise LeaseTokenInvalid("expired") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, RecursionError) as exc:
             raise LeaseTokenInvalid(type(exc).__name__) from None
         lease_id, project, sub = claims["jti"], claims["prj"], claims["sub"]
         if not all(isinstance(v, str) and v for v in (lease_id, project, sub)):

@@ -126,7 +126,12 @@ def principal_claims(**over) -> dict:
 
 def verifier(jwks=()) -> PrincipalVerifier:
     return PrincipalVerifier(
-        secret=SECRET, jwks=jwks, issuer="mobius", audience="mobius-artifacts", leeway_seconds=5
+        secret=SECRET,
+        jwks=jwks,
+        issuer="mobius",
+        audience="mobius-artifacts",
+        leeway_seconds=5,
+        max_ttl_seconds=86400,
     )
 
 
