@@ -11,9 +11,11 @@ from ulid import ULID
 
 import leases
 from gateway.errors import ApiError, IdempotencyConflict, InvalidRequest, QuotaExceeded
-from gateway.jsonio import rfc3339
+from gateway.jsonio import rfc3339, stored_json
+from gateway.logs import get_logger
 
 EVENTS_CHANNEL = "gateway_events"
+log = get_logger("gateway.artifacts")
 
 
 def new_artifact_id() -> str:
@@ -82,13 +84,29 @@ def reference(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def with_metadata(artifact: dict[str, Any], stored: str | None) -> dict[str, Any]:
+    """Set ``artifact["metadata"]`` from its stored JSON text.
+
+    Metadata that cannot be served (written before the input limits, too deep to
+    encode) is served as ``{}`` with ``"metadata_omitted": "unreadable"``, so one
+    odd row never fails a page, a listing or an event stream.
+    """
+    metadata, readable = stored_json(stored)
+    if readable and isinstance(metadata, dict):
+        artifact["metadata"] = metadata
+    elif stored is not None:
+        artifact["metadata"] = {}
+        artifact["metadata_omitted"] = "unreadable"
+        log.warning("artifact.metadata_unreadable", artifact_id=artifact.get("id"))
+    return artifact
+
+
 def full(row: asyncpg.Record) -> dict[str, Any]:
     """The whole artifact, as ``GET …/artifacts/{id}`` answers."""
     lineage = None
     if row["lease_id"] is not None:
         lineage = {key: row[key] for key in leases.LINEAGE_FIELDS}
-    metadata = row["metadata"]
-    return {
+    artifact = {
         "type": "artifact",
         "id": row["artifact_id"],
         "project": row["project_id"],
@@ -103,9 +121,11 @@ def full(row: asyncpg.Record) -> dict[str, Any]:
         "lineage": lineage,
         "created_by": row["created_by"],
         "description": row["description"],
-        "metadata": json.loads(metadata) if isinstance(metadata, str) else metadata,
+        "metadata": {},
         "derived_from": list(row["derived_from"]),
     }
+    metadata = row["metadata"]
+    return with_metadata(artifact, metadata if isinstance(metadata, str) else json.dumps(metadata))
 
 
 async def get_artifact(conn: Any, project: str, artifact_id: str) -> asyncpg.Record | None:

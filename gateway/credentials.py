@@ -15,7 +15,7 @@ from aiohttp import web
 import leases
 from gateway import metrics
 from gateway.auth import Principal
-from gateway.errors import Unauthenticated
+from gateway.errors import NotFound, Unauthenticated
 from gateway.logs import get_logger
 from gateway.state import CLAIM_CACHE, DB, LEASE_TOKENS, PRINCIPALS, context
 
@@ -44,6 +44,25 @@ def principal_of(request: web.Request) -> Principal:
     principal = request.app[PRINCIPALS].verify(token)
     ctx.principal = principal
     return principal
+
+
+def member_of(request: web.Request, project: str, scope: str) -> Principal:
+    """A principal of ``project`` holding ``scope``, for routes that read a project.
+
+    A principal outside the project gets the same ``404`` on every such route
+    (listing, an artifact, its content, quota, events), so neither project nor
+    artifact ids can be probed; a member lacking the scope gets ``403``.
+    """
+    principal = principal_of(request)
+    if not principal.in_project(project):
+        raise NotFound("not found")
+    principal.require(project, scope)
+    return principal
+
+
+def reader_of(request: web.Request, project: str) -> Principal:
+    """A principal who may read in ``project`` (``artifacts:read``); see :func:`member_of`."""
+    return member_of(request, project, "artifacts:read")
 
 
 def require(request: web.Request, project: str, scope: str) -> Principal:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway.artifacts import EVENTS_CHANNEL
+from gateway.artifacts import EVENTS_CHANNEL, with_metadata
 from gateway.auth import Principal
 from gateway.errors import DB_UNAVAILABLE
-from gateway.jsonio import rfc3339
+from gateway.jsonio import rfc3339, stored_json
 from gateway.logs import get_logger
 from gateway.state import CLAIM_CACHE, CONFIG, EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
 from leases import CLAIMS_CHANNEL, ClaimCache
@@ -59,7 +58,8 @@ READ_ERRORS: tuple[type[BaseException], ...] = (*DB_UNAVAILABLE, asyncpg.Postgre
 # the (project_id, type, seq) index with one. Principal artifacts' events are
 # visible to their owner and to admins only, as the artifacts themselves are.
 _PAGE = """
-SELECT seq, type, payload::text AS payload, created_at
+SELECT seq, type, artifact_id, (payload - 'metadata')::text AS payload,
+    (payload->'metadata')::text AS metadata, created_at
 FROM events
 WHERE project_id = $1 AND seq > $2
   AND (payload->'owner'->>'kind' = 'run' OR payload->'owner'->>'id' = $3 OR $4::boolean)
@@ -68,7 +68,8 @@ LIMIT $5
 """
 
 _PAGE_OF_TYPE = """
-SELECT seq, type, payload::text AS payload, created_at
+SELECT seq, type, artifact_id, (payload - 'metadata')::text AS payload,
+    (payload->'metadata')::text AS metadata, created_at
 FROM events
 WHERE project_id = $1 AND type = $6 AND seq > $2
   AND (payload->'owner'->>'kind' = 'run' OR payload->'owner'->>'id' = $3 OR $4::boolean)
@@ -107,11 +108,20 @@ class FeedQuery:
 
 
 def item(row: Any) -> dict[str, Any]:
-    """An event row as the feed shows it: ``{seq, type, artifact, at}``."""
+    """An event row as the feed shows it: ``{seq, type, artifact, at}``.
+
+    The artifact's metadata is read apart from the rest of the payload, so a
+    stored document that cannot be served costs only that field (see
+    :func:`gateway.artifacts.with_metadata`), never the event or its page.
+    """
+    artifact, readable = stored_json(row["payload"])
+    if not readable or not isinstance(artifact, dict):
+        log.warning("events.payload_unreadable", seq=row["seq"])
+        artifact = {"type": "artifact", "id": row["artifact_id"], "payload_omitted": "unreadable"}
     return {
         "seq": row["seq"],
         "type": row["type"],
-        "artifact": json.loads(row["payload"]),
+        "artifact": with_metadata(artifact, row["metadata"]),
         "at": rfc3339(row["created_at"]),
     }
 

@@ -20,6 +20,9 @@ from gateway.errors import InvalidRequest, UnsupportedMediaType
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in any JSON a client sends."""
+STORED_JSON_MAX_DEPTH = 128
+"""Deepest nesting served back from a stored document (rows written before the
+input limit existed may be deeper than :data:`MAX_JSON_DEPTH`)."""
 
 
 class JsonRefused(ValueError):
@@ -94,6 +97,23 @@ def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stored_json(text: str | None) -> tuple[Any, bool]:
+    """A JSON document read back from the database, and whether it can be served.
+
+    Read paths must not fail on what is stored: a document too deep to encode
+    again (or otherwise unreadable) comes back as ``(None, False)`` and the caller
+    serves the rest of its row without it.
+    """
+    if text is None:
+        return None, True
+    try:
+        value = json.loads(text)
+        _check_value(value, STORED_JSON_MAX_DEPTH)
+    except (ValueError, RecursionError):
+        return None, False
+    return value, True
 
 
 def json_response(

@@ -14,16 +14,19 @@ from ulid import ULID
 from gateway import metrics
 from gateway.errors import (
     PROBLEM_CONTENT_TYPE,
+    ClientClosed,
     InternalError,
     Problem,
     Unavailable,
     problem_for,
 )
 from gateway.logs import get_logger
-from gateway.state import DRAIN, REQUEST_CONTEXT, RequestContext, context
+from gateway.state import DRAIN, REQUEST_CONTEXT, RequestContext, client_gone, context
 
 log = get_logger("gateway.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+CLIENT_CLOSED = ClientClosed.status  # 499, nginx's convention
+_CLIENT_CLOSED = Problem(status=CLIENT_CLOSED, code=ClientClosed.code, title=ClientClosed.title)
 
 
 def request_id_of(request: web.Request) -> str:
@@ -54,7 +57,7 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
         status = response.status
         return response
     except BaseException:
-        status = 499 if request.transport is None or request.transport.is_closing() else 500
+        status = CLIENT_CLOSED if client_gone(request) else 500
         raise
     finally:
         release_drain(request)
@@ -69,9 +72,18 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
             status=status,
             duration_ms=round(duration * 1000, 2),
             bytes_in=ctx.bytes_in if ctx.bytes_in is not None else request.content_length or 0,
-            bytes_out=response.body_length if response is not None else 0,
+            bytes_out=_bytes_out(response),
             **ctx.log_fields(),
         )
+
+
+def _bytes_out(response: web.StreamResponse | None) -> int:
+    """Body bytes of the answer: as written for a stream, as it will be for a body."""
+    if response is None:
+        return 0
+    if response.prepared:
+        return response.body_length
+    return response.content_length or 0
 
 
 def release_drain(request: web.Request) -> None:
@@ -107,6 +119,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         assert problem is not None
         return problem_response(problem, request_id_of(request))
     except Exception as exc:
+        if client_gone(request):
+            # The client went away (an abandoned upload, a download it stopped
+            # reading): its doing, not the gateway's. Whatever the handler then
+            # failed on, the outcome is 499 client_closed, apart from the 5xx.
+            log.info("http.client_closed", route=route_of(request), error=type(exc).__name__)
+            return problem_response(_CLIENT_CLOSED, request_id_of(request))
         problem = problem_for(exc)
         if problem is None:
             log.exception("http.unhandled_error", route=route_of(request))

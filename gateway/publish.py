@@ -33,6 +33,7 @@ from gateway.credentials import Publisher, publisher_of
 from gateway.errors import (
     ArtifactDeleted,
     ArtifactTooLarge,
+    ClientClosed,
     ExpectationFailed,
     InvalidRequest,
     LineageNotAllowed,
@@ -42,7 +43,7 @@ from gateway.errors import (
 from gateway.jsonio import JsonRefused, json_response, parse_json
 from gateway.logs import get_logger
 from gateway.names import InvalidName, file_part_filename, normalise_name
-from gateway.state import CONFIG, DB, STORE, context
+from gateway.state import CONFIG, DB, STORE, client_gone, context
 from storage import EntityTooLarge, StoredObject
 
 log = get_logger("gateway.publish")
@@ -425,8 +426,11 @@ async def handle_publish(request: web.Request) -> web.Response:
         result = "cancelled"
         raise
     except Exception as exc:
-        problem = problem_for(exc)
-        result = problem.code if problem is not None else "internal_error"
+        if client_gone(request):
+            result = ClientClosed.code
+        else:
+            problem = problem_for(exc)
+            result = problem.code if problem is not None else "internal_error"
         if result == "quota_exceeded":
             log.info("quota.exceeded", project=context(request).project)
         raise

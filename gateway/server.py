@@ -36,6 +36,7 @@ async def run_worker(config: Config, *, ready: Any = None) -> None:
     from aiohttp import web
 
     from gateway.api.ops import metrics_app
+    from gateway.api.protocol import GatewayRunner
     from gateway.app import create_app
     from gateway.logs import get_logger
 
@@ -44,14 +45,14 @@ async def run_worker(config: Config, *, ready: Any = None) -> None:
     # The drain below does the waiting; what the runner finds still running is cancelled.
     # keepalive_timeout also bounds how long a new connection may take to send a
     # complete request head: slow-drip headers are cut off after it.
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app,
         access_log=None,
         shutdown_timeout=CANCEL_AFTER_DRAIN_SECONDS,
         keepalive_timeout=config.keepalive_timeout_seconds,
     )
     await runner.setup()
-    runners = [runner]
+    runners: list[web.AppRunner] = [runner]
     await web.TCPSite(runner, config.host, config.port, reuse_port=True, backlog=1024).start()
     if config.metrics_port is not None:
         side = web.AppRunner(metrics_app(), access_log=None, shutdown_timeout=1)

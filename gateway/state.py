@@ -83,6 +83,12 @@ class Drain:
 DRAIN = web.AppKey("drain", Drain)
 
 
+def client_gone(request: web.Request) -> bool:
+    """True once the client has closed its connection (or it was closed under it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def context(request: web.Request) -> RequestContext:
     """The request's context; a request the middleware did not see gets a blank one."""
     ctx = request.get(REQUEST_CONTEXT)

@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway import artifacts, metrics, signing
-from gateway.api.params import artifact_id_of, project_of
+from gateway.api.params import MAX_INT64, artifact_id_of, ascii_int, project_of
 from gateway.auth import Principal, owner_kind_of
-from gateway.credentials import principal_of
+from gateway.credentials import member_of, reader_of
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
 from gateway.jsonio import field_int, json_response, read_json_object, rfc3339
 from gateway.logs import get_logger
@@ -38,16 +38,6 @@ LIST_PARAMS = frozenset(
     }
 )
 MIME_CLASSES = ("image", "html", "code", "text", "other")
-
-
-def reader_of(request: web.Request, project: str) -> Principal:
-    """A principal who may read in ``project``; outsiders get 404, never 403."""
-    principal = principal_of(request)
-    if not principal.in_project(project):
-        raise NotFound("no such artifact")
-    if not principal.has("artifacts:read"):
-        raise Forbidden("the token lacks the artifacts:read scope")
-    return principal
 
 
 def can_see(principal: Principal, row: Any) -> bool:
@@ -80,10 +70,10 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, seq = raw.partition(":")
-        if version != "v1" or not seq.isdigit():
+        if version != "v1":
             raise ValueError(cursor)
-        return int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return ascii_int(seq, "cursor", low=0, high=MAX_INT64)
+    except (ValueError, binascii.Error, UnicodeDecodeError, InvalidRequest):
         raise InvalidRequest("cursor is not one this gateway issued") from None
 
 
@@ -109,9 +99,7 @@ def parse_list_query(query: Any) -> artifacts.ListQuery:
     }
     attempt = query.get("attempt")
     if attempt is not None:
-        if not attempt.isdigit() or not 1 <= int(attempt) <= 1_000_000:
-            raise InvalidRequest("'attempt' must be a positive integer")
-        fields["attempt"] = int(attempt)
+        fields["attempt"] = ascii_int(attempt, "attempt", low=1, high=1_000_000)
     owner = _text_param(query, "owner")
     if owner is not None:
         kind, sep, ident = owner.partition(":")
@@ -130,14 +118,12 @@ def parse_list_query(query: Any) -> artifacts.ListQuery:
     deleted = query.get("include_deleted", "false")
     if deleted not in ("true", "false"):
         raise InvalidRequest("'include_deleted' is true or false")
-    limit = query.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 200:
-        raise InvalidRequest("'limit' must be an integer from 1 to 200")
+    limit = ascii_int(query.get("limit", "50"), "limit", low=1, high=200)
     cursor = query.get("cursor")
     return artifacts.ListQuery(
         **fields,
         include_deleted=deleted == "true",
-        limit=int(limit),
+        limit=limit,
         before_seq=decode_cursor(cursor) if cursor else None,
     )
 
@@ -250,8 +236,7 @@ async def revoke_signed_urls(request: web.Request) -> web.Response:
 
 async def get_quota(request: web.Request) -> web.Response:
     project = project_of(request)
-    principal = principal_of(request)
-    principal.require(project, "artifacts:read")
+    reader_of(request, project)
     state = await artifacts.quota_state(
         request.app[DB], project, request.app[CONFIG].default_quota_bytes
     )
@@ -260,7 +245,7 @@ async def get_quota(request: web.Request) -> web.Response:
 
 async def put_quota(request: web.Request) -> web.Response:
     project = project_of(request)
-    principal_of(request).require(project, "artifacts:admin")
+    member_of(request, project, "artifacts:admin")
     body = await read_json_object(request)
     limit = field_int(body, "limit_bytes", low=0, high=2**62)
     state = await artifacts.set_quota(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 import leases
-from gateway.api.params import project_of
+from gateway.api.params import lease_id_of, project_of
 from gateway.credentials import require
 from gateway.jsonio import field_int, field_str, json_response, read_json_object, rfc3339
 from gateway.logs import get_logger
@@ -71,8 +71,7 @@ async def create_claim(request: web.Request) -> web.Response:
 async def renew_claim(request: web.Request) -> web.Response:
     project = project_of(request)
     require(request, project, "claims:write")
-    lease_id = request.match_info["lease_id"]
-    context(request).lease_id = lease_id
+    lease_id = lease_id_of(request)
     body = await read_json_object(request, optional=True)
     config = request.app[CONFIG]
     ttl = field_int(
@@ -89,8 +88,7 @@ async def renew_claim(request: web.Request) -> web.Response:
 async def release_claim(request: web.Request) -> web.Response:
     project = project_of(request)
     require(request, project, "claims:write")
-    lease_id = request.match_info["lease_id"]
-    context(request).lease_id = lease_id
+    lease_id = lease_id_of(request)
     claim = await leases.release_claim(request.app[DB], project, lease_id)
     log.info("claim.released", project=project, lease_id=lease_id, state=claim.state)
     return web.Response(status=204)

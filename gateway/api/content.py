@@ -22,6 +22,7 @@ from gateway.api.params import artifact_id_of, project_of
 from gateway.errors import ArtifactDeleted, RangeNotSatisfiable, SignatureInvalid
 from gateway.logs import get_logger
 from gateway.state import CONFIG, DB, STORE
+from storage import ObjectNotFound
 
 log = get_logger("gateway.content")
 STREAM_CHUNK = 256 * 1024
@@ -57,6 +58,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise unsatisfiable
     return start, min(end, size - 1)
+
+
+def range_applies(if_range: str | None, etag: str) -> bool:
+    """RFC 9110 §13.1.5: honour ``Range`` only if ``If-Range`` (when sent) still holds.
+
+    The gateway's validator is the strong ETag (the sha256); an ``If-Range`` that
+    is another ETag, a weak one, or a date (no Last-Modified is served) does not
+    match, so the whole representation is sent instead of a part of a changed one.
+    """
+    return if_range is None or if_range.strip() == etag
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -124,7 +135,9 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(status=304, headers=headers)
         await response.prepare(request)
         return response
-    byte_range = parse_range(request.headers.get("Range"), size)
+    byte_range = None
+    if range_applies(request.headers.get("If-Range"), headers["ETag"]):
+        byte_range = parse_range(request.headers.get("Range"), size)
     status, length = 200, size
     if byte_range is not None:
         status, length = 206, byte_range[1] - byte_range[0] + 1
@@ -136,7 +149,17 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         return response
     start, end = byte_range if byte_range is not None else (None, None)
-    async with await request.app[STORE].open_range(row["object_key"], start, end) as reader:
+    try:
+        opened = await request.app[STORE].open_range(row["object_key"], start, end)
+    except ObjectNotFound:
+        # Deleted between the row read and the object read: answer as for a deleted one.
+        current = await artifacts.get_artifact(
+            request.app[DB], row["project_id"], row["artifact_id"]
+        )
+        if current is None or current["state"] != "available":
+            raise ArtifactDeleted("the artifact was deleted; its tombstone remains") from None
+        raise
+    async with opened as reader:
         await response.prepare(request)
         async for chunk in reader.iter_chunks(STREAM_CHUNK):
             await response.write(chunk)

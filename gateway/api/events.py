@@ -15,16 +15,15 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
 from gateway import events
-from gateway.api.params import project_of
+from gateway.api.params import MAX_INT64, ascii_int, project_of
 from gateway.auth import Principal
-from gateway.credentials import principal_of
-from gateway.errors import Forbidden, InvalidRequest, NotFound
+from gateway.credentials import reader_of
+from gateway.errors import InvalidRequest
 from gateway.jsonio import json_response
 from gateway.logs import get_logger
 from gateway.middleware import release_drain
@@ -38,18 +37,7 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 HEARTBEAT_FRAME = b": keep-alive\n\n"
-MAX_SEQ = 2**63 - 1
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-
-
-def reader_of(request: web.Request, project: str) -> Principal:
-    """A principal who may read in ``project``; outsiders get 404, never 403."""
-    principal = principal_of(request)
-    if not principal.in_project(project):
-        raise NotFound("no such project")
-    if not principal.has("artifacts:read"):
-        raise Forbidden("the token lacks the artifacts:read scope")
-    return principal
+FEED_PARAMS = frozenset({"after", "type", "limit"})
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -59,15 +47,15 @@ def _single(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _integer(value: str, name: str, *, low: int, high: int) -> int:
-    number = int(value) if _DIGITS.match(value) else -1
-    if not low <= number <= high:
-        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}")
-    return number
-
-
 def feed_query(request: web.Request, project: str, principal: Principal) -> events.FeedQuery:
-    """The validated ``after`` / ``type`` / ``limit`` of the request; 400 on a bad value."""
+    """The validated ``after`` / ``type`` / ``limit`` of the request; 400 on a bad value.
+
+    An unknown parameter is a 400 too, as on the listing: a typo never silently
+    means "from the beginning".
+    """
+    unknown = sorted(set(request.query) - FEED_PARAMS)
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}")
     after = _single(request, "after")
     event_type = _single(request, "type")
     limit = _single(request, "limit")
@@ -76,12 +64,12 @@ def feed_query(request: web.Request, project: str, principal: Principal) -> even
     return events.FeedQuery.for_principal(
         principal,
         project,
-        after=0 if after is None else _integer(after, "after", low=0, high=MAX_SEQ),
+        after=0 if after is None else ascii_int(after, "after", low=0, high=MAX_INT64),
         event_type=event_type,
         limit=(
             events.DEFAULT_LIMIT
             if limit is None
-            else _integer(limit, "limit", low=1, high=events.MAX_LIMIT)
+            else ascii_int(limit, "limit", low=1, high=events.MAX_LIMIT)
         ),
     )
 
@@ -91,7 +79,7 @@ def last_event_id(request: web.Request) -> int | None:
     value = request.headers.get("Last-Event-ID", "").strip()
     if not value:
         return None
-    return _integer(value, "Last-Event-ID", low=0, high=MAX_SEQ)
+    return ascii_int(value, "Last-Event-ID", low=0, high=MAX_INT64)
 
 
 def wants_stream(request: web.Request) -> bool:

@@ -11,6 +11,23 @@ from gateway.state import context
 
 PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ARTIFACT_ID = re.compile(r"^art_[0-9A-HJKMNP-TV-Z]{26}$")
+# Lease ids are ``lse_`` + a ULID when the gateway mints them; a scheduler's own
+# ids are printable ASCII without spaces. Anything else cannot name a claim.
+LEASE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ASCII_DIGITS = re.compile(r"^[0-9]{1,19}$")
+MAX_INT64 = 2**63 - 1
+
+
+def ascii_int(value: str, name: str, *, low: int, high: int) -> int:
+    """A query value that must be a decimal integer in ``[low, high]`` (ASCII digits only).
+
+    ``str.isdigit`` accepts ``²`` and other Unicode digits that ``int`` refuses;
+    this does not, and it never lets a value past int64 reach the database.
+    """
+    number = int(value) if _ASCII_DIGITS.match(value) else None
+    if number is None or not low <= number <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}")
+    return number
 
 
 def project_of(request: web.Request) -> str:
@@ -19,6 +36,15 @@ def project_of(request: web.Request) -> str:
         raise InvalidRequest("project ids are 1-128 of A-Z a-z 0-9 . _ - (starting alphanumeric)")
     context(request).project = project
     return project
+
+
+def lease_id_of(request: web.Request) -> str:
+    """The claim's lease id from the path; one that cannot exist is a 404."""
+    lease_id = request.match_info["lease_id"]
+    if not LEASE_ID.match(lease_id):
+        raise NotFound("no such claim")
+    context(request).lease_id = lease_id
+    return lease_id
 
 
 def artifact_id_of(request: web.Request) -> str:
