@@ -47,7 +47,8 @@ _PROBLEM_TEXT = {
     409: "idempotency_conflict or claim_conflict",
     410: "artifact_deleted",
     413: "artifact_too_large or quota_exceeded",
-    415: "unsupported_media_type",
+    415: "unsupported_media_type: a publish that is not multipart/form-data, a JSON body "
+    "sent as another type",
     416: "range_not_satisfiable",
     503: "unavailable: Postgres or object storage is unreachable",
 }
@@ -77,6 +78,20 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "description": description,
     }
 
+
+# 1-200 characters, no control characters (what the claim handler accepts)
+_LINEAGE_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+}
+_TTL = {
+    "type": "integer",
+    "minimum": 1,
+    "default": 3600,
+    "description": "seconds; at most GATEWAY_LEASE_MAX_TTL_SECONDS (default 86400)",
+}
 
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -183,13 +198,13 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["run_id", "step_id", "job_id", "attempt", "worker_session_id"],
         "properties": {
-            "run_id": {"type": "string", "maxLength": 200},
-            "step_id": {"type": "string", "maxLength": 200},
-            "job_id": {"type": "string", "maxLength": 200},
-            "attempt": {"type": "integer", "minimum": 1},
-            "worker_session_id": {"type": "string", "maxLength": 200},
-            "session_id": {"type": "string", "maxLength": 200},
-            "ttl_seconds": {"type": "integer", "minimum": 1, "default": 3600},
+            "run_id": _LINEAGE_ID,
+            "step_id": _LINEAGE_ID,
+            "job_id": _LINEAGE_ID,
+            "attempt": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "worker_session_id": _LINEAGE_ID,
+            "session_id": _LINEAGE_ID,
+            "ttl_seconds": _TTL,
         },
     },
     "Claim": {
@@ -367,7 +382,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _json(_ref("Claim"), "claim registered"),
-                    **_problems(400, 401, 403, 409, 503),
+                    **_problems(400, 401, 403, 409, 415, 503),
                 },
             }
         },
@@ -383,14 +398,14 @@ def _paths() -> dict[str, Any]:
                         JSON: {
                             "schema": {
                                 "type": "object",
-                                "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+                                "properties": {"ttl_seconds": _TTL},
                             }
                         }
                     },
                 },
                 "responses": {
                     "200": _json(_ref("ClaimRenewal"), "the new expiry"),
-                    **_problems(400, 401, 403, 404, 503),
+                    **_problems(400, 401, 403, 404, 415, 503),
                 },
             }
         },
@@ -476,7 +491,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("Quota"), "quota"),
-                    **_problems(400, 401, 403, 503),
+                    **_problems(400, 401, 403, 415, 503),
                 },
             }
         },
@@ -546,7 +561,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("SignedUrl"), "signed URL"),
-                    **_problems(400, 401, 403, 404, 410, 503),
+                    **_problems(400, 401, 403, 404, 410, 415, 503),
                 },
             }
         },
