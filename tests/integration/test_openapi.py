@@ -1,6 +1,7 @@
 """The OpenAPI document matches the live router and is a valid OpenAPI 3.1 document."""
 
 import re
+from pathlib import Path
 
 import jsonschema
 from aiohttp.test_utils import TestClient
@@ -75,6 +76,12 @@ def test_every_operation_has_a_stable_unique_operation_id_and_declared_tags() ->
     assert ids == OPERATION_IDS
     used = {tag for ops in document["paths"].values() for op in ops.values() for tag in op["tags"]}
     assert used == set(declared)
+
+
+def test_the_prose_docs_name_every_operation() -> None:
+    prose = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    for operation_id in OPERATION_IDS.values():
+        assert f"`{operation_id}`" in prose, operation_id
 
 
 def test_files_are_declared_binary() -> None:
