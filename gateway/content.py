@@ -1,6 +1,6 @@
 """Media types: what a publish declares, what its bytes look like, and how it is served.
 
-This module is the one place for the serving policy of API.md:
+This module is the one place for the serving policy (docs/api.md, *Reading*):
 
 * ``resolve_mime`` — the artifact's mime: the part's ``Content-Type`` unless it is
   absent or ``application/octet-stream``, then a guess from the name, else

@@ -2,7 +2,7 @@
 
 Handlers raise these (or domain errors of ``leases`` / ``storage``, translated in
 :func:`problem_for`); the error middleware is the only place that builds an error
-response. ``code`` is stable and machine-readable; see API.md's table.
+response. ``code`` is stable and machine-readable; docs/api.md tables the codes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from gateway import __version__
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
+OCTET_STREAM = "application/octet-stream"
+BINARY = {"type": "string", "format": "binary"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -20,6 +22,17 @@ def _ref(name: str) -> dict[str, str]:
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _bytes(description: str) -> dict[str, Any]:
+    return {
+        "description": (
+            f"{description}. Served as the artifact's own media type, or as "
+            "text/plain; charset=utf-8 or application/octet-stream under the serving policy: "
+            "any media type may arrive"
+        ),
+        "content": {OCTET_STREAM: {"schema": BINARY}, "*/*": {"schema": BINARY}},
+    }
 
 
 def _problems(*statuses: int) -> dict[str, Any]:
@@ -34,7 +47,8 @@ _PROBLEM_TEXT = {
     409: "idempotency_conflict or claim_conflict",
     410: "artifact_deleted",
     413: "artifact_too_large or quota_exceeded",
-    415: "unsupported_media_type",
+    415: "unsupported_media_type: a publish that is not multipart/form-data, a JSON body "
+    "sent as another type",
     416: "range_not_satisfiable",
     503: "unavailable: Postgres or object storage is unreachable",
 }
@@ -64,6 +78,20 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "description": description,
     }
 
+
+# 1-200 characters, no control characters (what the claim handler accepts)
+_LINEAGE_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": "^[^\\x00-\\x1f\\x7f]+$",
+}
+_TTL = {
+    "type": "integer",
+    "minimum": 1,
+    "default": 3600,
+    "description": "seconds; at most GATEWAY_LEASE_MAX_TTL_SECONDS (default 86400)",
+}
 
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -170,13 +198,13 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["run_id", "step_id", "job_id", "attempt", "worker_session_id"],
         "properties": {
-            "run_id": {"type": "string", "maxLength": 200},
-            "step_id": {"type": "string", "maxLength": 200},
-            "job_id": {"type": "string", "maxLength": 200},
-            "attempt": {"type": "integer", "minimum": 1},
-            "worker_session_id": {"type": "string", "maxLength": 200},
-            "session_id": {"type": "string", "maxLength": 200},
-            "ttl_seconds": {"type": "integer", "minimum": 1, "default": 3600},
+            "run_id": _LINEAGE_ID,
+            "step_id": _LINEAGE_ID,
+            "job_id": _LINEAGE_ID,
+            "attempt": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "worker_session_id": _LINEAGE_ID,
+            "session_id": _LINEAGE_ID,
+            "ttl_seconds": _TTL,
         },
     },
     "Claim": {
@@ -188,6 +216,14 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {"type": "string", "format": "date-time"},
             "token_expires_at": {"type": "string", "format": "date-time"},
             "superseded": {"type": ["string", "null"]},
+        },
+    },
+    "ClaimRenewal": {
+        "type": "object",
+        "required": ["lease_id", "expires_at"],
+        "properties": {
+            "lease_id": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
         },
     },
     "Event": {
@@ -223,8 +259,8 @@ def _paths() -> dict[str, Any]:
     artifacts = "/v1/projects/{project}/artifacts"
     one = artifacts + "/{artifact_id}"
     content_responses = {
-        "200": {"description": "the bytes", "content": {"*/*": {}}},
-        "206": {"description": "the requested range", "content": {"*/*": {}}},
+        "200": _bytes("the bytes"),
+        "206": _bytes("the requested range (Content-Range names it)"),
         "304": {"description": "not modified (If-None-Match matched the ETag)"},
         **_problems(401, 403, 404, 410, 416, 503),
     }
@@ -254,17 +290,54 @@ def _paths() -> dict[str, Any]:
     publish_form = {
         "type": "object",
         "required": ["file"],
+        "additionalProperties": False,
         "properties": {
-            "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-            "name": {"type": "string", "maxLength": 255},
+            "file": {
+                **BINARY,
+                "contentMediaType": OCTET_STREAM,
+                "description": (
+                    "the bytes; the part's filename is the artifact's name unless a `name` "
+                    "part is sent, and its Content-Type the artifact's mime (absent or "
+                    "application/octet-stream: guessed from the name)"
+                ),
+            },
+            "name": {
+                "type": "string",
+                "maxLength": 255,
+                "description": "display name (the last path component is kept)",
+            },
             "description": {"type": "string", "maxLength": 4096},
-            "metadata": {"type": "string", "description": "a JSON object, at most 16 KiB"},
-            "derived_from": {"type": "string", "description": "a JSON array of artifact ids"},
+            "metadata": {
+                "type": "object",
+                "description": "a JSON object, at most 16 KiB encoded",
+            },
+            # One part holding a JSON array: a string here, since generators send an array
+            # property as repeated parts, which the gateway refuses.
+            "derived_from": {
+                "type": "string",
+                "contentMediaType": JSON,
+                "contentSchema": {
+                    "type": "array",
+                    "maxItems": 100,
+                    "items": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+                },
+                "description": (
+                    "a JSON array of ids of artifacts of the same project, "
+                    'e.g. ["art_01JD3K7Q9ZB4M2X8N6V5T1R0PA"]'
+                ),
+            },
         },
+    }
+    publish_encoding = {
+        "file": {"contentType": "application/octet-stream, */*"},
+        "metadata": {"contentType": JSON},
+        "derived_from": {"contentType": JSON},
     }
     return {
         "/healthz": {
             "get": {
+                "operationId": "healthz",
+                "tags": ["operations"],
                 "summary": "Liveness",
                 "security": [],
                 "responses": {"200": _json({"type": "object"}, "up")},
@@ -272,6 +345,8 @@ def _paths() -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
+                "operationId": "readyz",
+                "tags": ["operations"],
                 "summary": "Readiness: Postgres and object storage answer",
                 "security": [],
                 "responses": {"200": _json({"type": "object"}, "ready"), **_problems(503)},
@@ -279,6 +354,8 @@ def _paths() -> dict[str, Any]:
         },
         "/metrics": {
             "get": {
+                "operationId": "metrics",
+                "tags": ["operations"],
                 "summary": "Prometheus text exposition",
                 "security": [],
                 "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
@@ -286,6 +363,8 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/openapi.json": {
             "get": {
+                "operationId": "openapi",
+                "tags": ["operations"],
                 "summary": "This document",
                 "security": [],
                 "responses": {"200": _json({"type": "object"}, "OpenAPI")},
@@ -293,6 +372,8 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/projects/{project}/claims": {
             "post": {
+                "operationId": "registerClaim",
+                "tags": ["claims"],
                 "summary": "Register a job claim (claims:write); a higher attempt supersedes",
                 "parameters": [_PROJECT],
                 "requestBody": {
@@ -301,12 +382,14 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _json(_ref("Claim"), "claim registered"),
-                    **_problems(400, 401, 403, 409, 503),
+                    **_problems(400, 401, 403, 409, 415, 503),
                 },
             }
         },
         "/v1/projects/{project}/claims/{lease_id}/renew": {
             "post": {
+                "operationId": "renewClaim",
+                "tags": ["claims"],
                 "summary": "Renew a claim (claims:write)",
                 "parameters": [_PROJECT, _LEASE],
                 "requestBody": {
@@ -315,19 +398,21 @@ def _paths() -> dict[str, Any]:
                         JSON: {
                             "schema": {
                                 "type": "object",
-                                "properties": {"ttl_seconds": {"type": "integer", "minimum": 1}},
+                                "properties": {"ttl_seconds": _TTL},
                             }
                         }
                     },
                 },
                 "responses": {
-                    "200": _json({"type": "object"}, "new expiry"),
-                    **_problems(400, 401, 403, 404, 503),
+                    "200": _json(_ref("ClaimRenewal"), "the new expiry"),
+                    **_problems(400, 401, 403, 404, 415, 503),
                 },
             }
         },
         "/v1/projects/{project}/claims/{lease_id}": {
             "delete": {
+                "operationId": "releaseClaim",
+                "tags": ["claims"],
                 "summary": "Release a claim at once (claims:write)",
                 "parameters": [_PROJECT, _LEASE],
                 "responses": {"204": {"description": "released"}, **_problems(401, 403, 404, 503)},
@@ -335,6 +420,8 @@ def _paths() -> dict[str, Any]:
         },
         artifacts: {
             "post": {
+                "operationId": "publishArtifact",
+                "tags": ["artifacts"],
                 "summary": "Publish an artifact (lease token, or artifacts:write)",
                 "security": [{"lease": []}, {"bearer": []}],
                 "parameters": [
@@ -348,7 +435,12 @@ def _paths() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"multipart/form-data": {"schema": publish_form}},
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": publish_form,
+                            "encoding": publish_encoding,
+                        }
+                    },
                 },
                 "responses": {
                     "201": _json(_ref("ArtifactRef"), "published"),
@@ -357,6 +449,8 @@ def _paths() -> dict[str, Any]:
                 },
             },
             "get": {
+                "operationId": "listArtifacts",
+                "tags": ["artifacts"],
                 "summary": "List artifacts, newest first (artifacts:read)",
                 "parameters": list_params,
                 "responses": {
@@ -367,6 +461,8 @@ def _paths() -> dict[str, Any]:
         },
         artifacts + "/quota": {
             "get": {
+                "operationId": "getQuota",
+                "tags": ["quota"],
                 "summary": "The project's quota (artifacts:read)",
                 "parameters": [_PROJECT],
                 "responses": {
@@ -377,6 +473,8 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/projects/{project}/quota": {
             "put": {
+                "operationId": "putQuota",
+                "tags": ["quota"],
                 "summary": "Set the project's limit (artifacts:admin)",
                 "parameters": [_PROJECT],
                 "requestBody": {
@@ -393,12 +491,14 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("Quota"), "quota"),
-                    **_problems(400, 401, 403, 503),
+                    **_problems(400, 401, 403, 415, 503),
                 },
             }
         },
         one: {
             "get": {
+                "operationId": "getArtifact",
+                "tags": ["artifacts"],
                 "summary": "The artifact, or its tombstone (artifacts:read)",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "responses": {
@@ -407,6 +507,8 @@ def _paths() -> dict[str, Any]:
                 },
             },
             "delete": {
+                "operationId": "deleteArtifact",
+                "tags": ["artifacts"],
                 "summary": "Soft-delete (artifacts:delete on own artifacts, or artifacts:admin)",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "responses": {
@@ -417,12 +519,16 @@ def _paths() -> dict[str, Any]:
         },
         one + "/content": {
             "get": {
+                "operationId": "getArtifactContent",
+                "tags": ["content"],
                 "summary": "The bytes (artifacts:read, or a signed URL)",
                 "security": [{"bearer": []}, {}],
                 "parameters": content_params,
                 "responses": content_responses,
             },
             "head": {
+                "operationId": "headArtifactContent",
+                "tags": ["content"],
                 "summary": "The headers of the bytes",
                 "security": [{"bearer": []}, {}],
                 "parameters": content_params,
@@ -431,6 +537,8 @@ def _paths() -> dict[str, Any]:
         },
         one + "/signed-url": {
             "post": {
+                "operationId": "mintSignedUrl",
+                "tags": ["content"],
                 "summary": "Mint a short-lived signed content URL (artifacts:read)",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "requestBody": {
@@ -453,12 +561,14 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("SignedUrl"), "signed URL"),
-                    **_problems(400, 401, 403, 404, 410, 503),
+                    **_problems(400, 401, 403, 404, 410, 415, 503),
                 },
             }
         },
         one + "/signed-urls": {
             "delete": {
+                "operationId": "revokeSignedUrls",
+                "tags": ["content"],
                 "summary": "Revoke every signed URL minted so far (artifacts:admin)",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "responses": {"204": {"description": "revoked"}, **_problems(401, 403, 404, 503)},
@@ -466,6 +576,8 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/projects/{project}/events": {
             "get": {
+                "operationId": "listEvents",
+                "tags": ["events"],
                 "summary": "Events after a seq; text/event-stream streams them live",
                 "parameters": [
                     _PROJECT,
@@ -503,6 +615,16 @@ def _with_common_problems(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+TAGS = [
+    {"name": "claims", "description": "Job claims and their lease tokens: the scheduler's side"},
+    {"name": "artifacts", "description": "Publish, list, inspect and delete artifacts"},
+    {"name": "content", "description": "The bytes of an artifact, and signed URLs to them"},
+    {"name": "quota", "description": "The project's storage quota"},
+    {"name": "events", "description": "The artifact.created / artifact.deleted feed"},
+    {"name": "operations", "description": "Liveness, readiness, metrics and this document"},
+]
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -515,6 +637,7 @@ def document() -> dict[str, Any]:
             ),
         },
         "security": _BEARER,
+        "tags": TAGS,
         "paths": _with_common_problems(_paths()),
         "components": {
             "schemas": _SCHEMAS,

@@ -1,4 +1,4 @@
-"""HTTP routes. Each module holds the handlers of one part of API.md."""
+"""HTTP routes. Each module holds the handlers of one part of the API (docs/api.md)."""
 
 from __future__ import annotations
 

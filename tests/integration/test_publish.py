@@ -1,4 +1,4 @@
-"""Publishing against real Postgres and SeaweedFS: every outcome API.md names."""
+"""Publishing against real Postgres and SeaweedFS: every outcome docs/api.md names."""
 
 from __future__ import annotations
 
