@@ -423,7 +423,7 @@ async def handle_publish(request: web.Request) -> web.Response:
             metrics.UPLOAD_DURATION.observe(watch.elapsed())
         return response
     except asyncio.CancelledError:
-        result = "cancelled"
+        result = ClientClosed.code if client_gone(request) else "cancelled"
         raise
     except Exception as exc:
         if client_gone(request):

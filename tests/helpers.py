@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from gateway.api.protocol import GatewayRunner
+from gateway.devstack import free_port
 from tests.conftest import ALL_SCOPES, bearer, principal_token
 
 SCHEDULER = bearer(principal_token("svc:scheduler", "claims:write"))
@@ -74,3 +79,46 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.02)
+
+
+class ServerThread:
+    """The gateway on its own event loop in a thread, for synchronous property tests."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.app = app
+        self.runner: web.AppRunner | None = None
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
+        return self
+
+    async def _start(self) -> None:
+        self.runner = GatewayRunner(self.app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        self.call(self.runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()

@@ -3,58 +3,22 @@ documented status (never a 5xx), and only a 201 leaves an artifact behind."""
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import json
 import secrets
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
-from gateway.devstack import free_port
 from tests.conftest import make_config
+from tests.helpers import ServerThread, request
 
 DOCUMENTED = {201, 400, 403, 413, 415}
 CREATED: set[str] = set()  # artifacts the fuzzer's requests were told were published
 BOUNDARY = "fuzzB0undary"
-
-
-class ServerThread:
-    """The gateway on its own event loop in a thread, for synchronous property tests."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self.app = app
-        self.runner: web.AppRunner | None = None
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
-        return self
-
-    async def _start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        self.call(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +26,6 @@ def server(backends) -> Iterator[ServerThread]:
     config = make_config(backends, max_artifact_bytes=64 * 1024, body_idle_timeout_seconds=2)
     with ServerThread(create_app(config)) as running:
         yield running
-
-
-def request(
-    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 PROJECT = "fuzz-" + secrets.token_hex(4)
