@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, UnsupportedMediaType
+from gateway.middleware import send_continue
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in any JSON a client sends."""
@@ -135,6 +136,7 @@ async def read_json_object(request: web.Request, *, optional: bool = False) -> d
         raise InvalidRequest("a JSON object body is required")
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise UnsupportedMediaType("the body must be application/json")
+    await send_continue(request)
     raw = await request.read()
     if not raw.strip() and optional:
         return {}

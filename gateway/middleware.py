@@ -7,7 +7,7 @@ import re
 import time
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 from ulid import ULID
 
@@ -92,6 +92,34 @@ def release_drain(request: web.Request) -> None:
     if ctx.counted:
         ctx.counted = False
         request.app[DRAIN].leave()
+
+
+def expects_continue(request: web.BaseRequest) -> bool:
+    """True for ``Expect: 100-continue`` (other expectations are refused earlier)."""
+    return request.headers.get("Expect", "").strip().lower() == "100-continue"
+
+
+async def defer_continue(request: web.Request) -> None:
+    """Every route's ``expect_handler``: answer ``Expect`` later, inside the middleware.
+
+    aiohttp's default answers ``100 Continue`` before the handler (and the
+    middleware) runs. Deferred, a handler first authenticates and checks what it
+    can (the publish route: size, quota, replay) and asks for the body with
+    :func:`send_continue` only when it wants it, so a refused client never sends
+    its body. (Any other expectation is answered 417 by the connection layer,
+    :mod:`gateway.api.protocol`, before routing.)
+    """
+
+
+async def send_continue(request: web.Request) -> None:
+    """Answer ``Expect: 100-continue`` (HTTP/1.1), once, when the handler wants the body."""
+    ctx = context(request)
+    if not expects_continue(request) or ctx.continued:
+        return
+    ctx.continued = True
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started
 
 
 def problem_response(problem: Problem, request_id: str) -> web.Response:

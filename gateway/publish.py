@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, HttpVersion11, MultipartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import artifacts, content, metrics
@@ -34,7 +34,6 @@ from gateway.errors import (
     ArtifactDeleted,
     ArtifactTooLarge,
     ClientClosed,
-    ExpectationFailed,
     InvalidRequest,
     LineageNotAllowed,
     UnsupportedMediaType,
@@ -42,6 +41,7 @@ from gateway.errors import (
 )
 from gateway.jsonio import JsonRefused, json_response, parse_json
 from gateway.logs import get_logger
+from gateway.middleware import send_continue
 from gateway.names import InvalidName, file_part_filename, normalise_name
 from gateway.state import CONFIG, DB, STORE, client_gone, context
 from storage import EntityTooLarge, StoredObject
@@ -507,27 +507,6 @@ async def _publish(request: web.Request) -> web.Response:
         lease_id=draft.lease_id,
     )
     return _answer(row, project, status=201)
-
-
-async def defer_continue(request: web.Request) -> None:
-    """The publish route's ``expect_handler``: answer ``100 Continue`` later, not now.
-
-    aiohttp's default answers ``100 Continue`` before the handler runs. The publish
-    handler first authenticates and runs its size, quota and replay checks, so a
-    refused client never sends its body; :func:`send_continue` then asks for it.
-    """
-
-
-async def send_continue(request: web.Request) -> None:
-    """Answer ``Expect: 100-continue`` (HTTP/1.1); any other expectation is a 417."""
-    expect = request.headers.get("Expect")
-    if expect is None:
-        return
-    if expect.strip().lower() != "100-continue":
-        raise ExpectationFailed("the only expectation understood is 100-continue")
-    if request.version == HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the answer proper has not started
 
 
 def _answer(row: Any, project: str, *, status: int) -> web.Response:

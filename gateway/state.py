@@ -33,6 +33,7 @@ class RequestContext:
     principal: Principal | None = None
     bytes_in: int | None = None
     counted: bool = False  # holds a place in the Drain count
+    continued: bool = False  # "100 Continue" was sent
 
     def log_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {

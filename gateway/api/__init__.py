@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import artifacts, claims, content, events, health, ops
+from gateway.middleware import defer_continue
 
 
 def setup_routes(app: web.Application) -> None:
@@ -14,3 +15,7 @@ def setup_routes(app: web.Application) -> None:
     artifacts.setup(app)
     content.setup(app)
     events.setup(app)
+    for route in app.router.routes():
+        # aiohttp takes an expect handler per route only; every route defers
+        # `Expect` to the middleware and handlers (see defer_continue).
+        route._expect_handler = defer_continue

@@ -18,7 +18,7 @@ from gateway.credentials import member_of, reader_of
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
 from gateway.jsonio import field_int, json_response, read_json_object, rfc3339
 from gateway.logs import get_logger
-from gateway.publish import defer_continue, handle_publish
+from gateway.publish import handle_publish
 from gateway.state import CONFIG, DB, STORE
 
 log = get_logger("gateway.artifacts")
@@ -255,9 +255,7 @@ async def put_quota(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post(
-        "/v1/projects/{project}/artifacts", handle_publish, expect_handler=defer_continue
-    )
+    app.router.add_post("/v1/projects/{project}/artifacts", handle_publish)
     app.router.add_get("/v1/projects/{project}/artifacts", list_artifacts, allow_head=False)
     app.router.add_get("/v1/projects/{project}/artifacts/quota", get_quota, allow_head=False)
     app.router.add_put("/v1/projects/{project}/quota", put_quota)

@@ -12,7 +12,6 @@ names only the error's type.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +20,14 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from ulid import ULID
 
-from gateway.errors import PROBLEM_CONTENT_TYPE, InternalError, InvalidRequest, Problem
+from gateway.errors import (
+    ExpectationFailed,
+    InternalError,
+    InvalidRequest,
+    Problem,
+)
 from gateway.logs import get_logger
+from gateway.middleware import expects_continue, problem_response
 
 log = get_logger("gateway.http")
 
@@ -71,12 +76,8 @@ class ProblemRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             # Part of an answer is out already: the connection can only be closed.
             raise ConnectionError("response already started; closing the connection")
-        response = web.Response(
-            status=problem.status,
-            text=json.dumps(problem.body(request_id)),
-            content_type=PROBLEM_CONTENT_TYPE,
-            headers={"X-Request-ID": request_id},
-        )
+        response = problem_response(problem, request_id)
+        response.headers["X-Request-ID"] = request_id
         response.force_close()
         return response
 
@@ -94,10 +95,31 @@ class ProblemRequestHandler(RequestHandler):
 
 
 class ProblemServer(web.Server):
-    """A low-level server whose connections use :class:`ProblemRequestHandler`."""
+    """A low-level server whose connections use :class:`ProblemRequestHandler`.
+
+    It also answers an ``Expect`` other than ``100-continue`` with a problem+json
+    417 before routing: aiohttp's own answer, on any route, is ``text/plain`` (and
+    a 500 when the value is not ASCII).
+    """
 
     def __call__(self) -> RequestHandler:
         return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def meet_expectations(self) -> None:
+        app_handler = self.request_handler
+
+        async def handler(request: BaseRequest) -> web.StreamResponse:
+            if "Expect" in request.headers and not expects_continue(request):
+                problem = Problem(
+                    status=ExpectationFailed.status,
+                    code=ExpectationFailed.code,
+                    title=ExpectationFailed.title,
+                    detail="the only expectation understood is 100-continue",
+                )
+                return problem_response(problem, str(ULID()))
+            return await app_handler(request)
+
+        self.request_handler = handler
 
 
 class GatewayRunner(web.AppRunner):
@@ -107,4 +129,6 @@ class GatewayRunner(web.AppRunner):
         server = await super()._make_server()
         # The app builds a plain Server; only its connection factory differs here.
         server.__class__ = ProblemServer
+        assert isinstance(server, ProblemServer)
+        server.meet_expectations()
         return server
