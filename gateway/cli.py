@@ -13,9 +13,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway.config import Config, ConfigError, SigningKey
+
+if TYPE_CHECKING:
+    from gateway.server import Listeners
 
 ALL_SCOPES = "artifacts:read artifacts:write artifacts:delete artifacts:admin claims:write"
 
@@ -32,10 +35,20 @@ def _load_config() -> Config:
         _fail(str(exc))
 
 
-def _run_server(config: Config, workers: int = 1) -> None:
+def _listen(config: Config) -> Listeners:
+    """The listening sockets, or one line and exit status 1 when the address is taken."""
+    from gateway.server import ListenError, listen
+
+    try:
+        return listen(config)
+    except ListenError as exc:
+        _fail(str(exc), status=1)
+
+
+def _run_server(config: Config, listeners: Listeners, workers: int = 1) -> None:
     from gateway.server import serve
 
-    serve(config, workers)
+    serve(config, workers, listeners)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -47,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _fail(str(exc))
     if args.workers < 1:
         _fail("--workers must be at least 1")
-    _run_server(config, args.workers)
+    _run_server(config, _listen(config), args.workers)
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
@@ -122,6 +135,8 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from gateway.migrate import migrate
 
     config = _load_config()
+    # The address first: a port another process holds fails before anything starts.
+    listeners = _listen(config)
     # Stop what we started even when asked to stop during start-up.
     signal.signal(signal.SIGTERM, _raise_exit)
     data_dir = config.data_dir.resolve()
@@ -168,11 +183,12 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 ttl_seconds=30 * 86400,
             )
         _print_banner(config, data_dir, token, postgres, seaweedfs)
-        _run_server(config)
+        _run_server(config, listeners)
     except DevStackError as exc:
         _fail(str(exc), status=1)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        listeners.close()
         if seaweedfs is not None:
             seaweedfs.stop(timeout=5)
         if postgres is not None:

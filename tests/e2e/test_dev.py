@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -41,11 +43,15 @@ def _post_json(url: str, body: dict, headers: dict[str, str]) -> dict:
         return json.loads(resp.read())
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
         "GATEWAY_DATA_DIR": str(data_dir),
         "GATEWAY_PORT": str(port),
     }
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = _env(data_dir, port)
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "dev"],
         env=env,
@@ -149,3 +155,70 @@ def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             _stop(proc, data_dir)
+
+
+@dataclass
+class Dev:
+    proc: subprocess.Popen[str]
+    port: int
+    data_dir: Path
+    banner: list[str]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _read_banner(proc: subprocess.Popen[str]) -> list[str]:
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Ctrl-C"):
+            return lines
+    raise AssertionError(f"the banner ended early: {lines}")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    data_dir = tmp_path_factory.mktemp("dev") / "data"
+    port = free_port()
+    proc = _start(data_dir, port)
+    try:
+        banner = _read_banner(proc)
+        gateway = Dev(proc, port, data_dir, banner)
+        _wait_ready(gateway.base, proc)
+        yield gateway
+    finally:
+        if proc.poll() is None:
+            _stop(proc, data_dir)
+
+
+def _processes_naming(path: Path) -> list[int]:
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(path) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_a_second_dev_on_a_taken_port_fails_and_leaves_nothing(dev: Dev, tmp_path: Path) -> None:
+    other = tmp_path / "other-data"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "dev"],
+        env=_env(other, dev.port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"artifact-gateway: cannot listen on 127.0.0.1:{dev.port}: address already in use\n"
+    )
+    assert _processes_naming(other) == []  # no Postgres, no SeaweedFS left behind
+    status, _ = _get(dev.base + "/readyz")  # the first one still serves
+    assert status == 200
