@@ -196,16 +196,23 @@ def cmd_dev(args: argparse.Namespace) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# Shell lines of the copy-paste session (the banner of `dev`, README.md's "Using it"):
+# one field of a JSON answer, or the whole answer on stderr when it has no such field.
+JSON_FIELD = (
+    "json_field() { python3 -c 'import json,sys; t=sys.stdin.read(); "
+    'd=json.loads(t) if t.startswith("{") else {}; k=sys.argv[1]; '
+    'print(d[k]) if k in d else sys.exit("no " + k + " in the answer: " + '
+    '(t.strip() or "(empty: is the gateway running?)"))\' "$1"; }'
+)
+NEW_JOB = "JOB=job_$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
+
+
 def _print_banner(
     config: Config, data_dir: Path, token: str | None, postgres: Any, seaweedfs: Any
 ) -> None:
     base = f"http://{config.host}:{config.port}"
     pg = postgres.url() if postgres else "GATEWAY_DATABASE_URL"
     s3 = seaweedfs.endpoint_url if seaweedfs else config.s3_endpoint_url
-    claim = (
-        '{"run_id":"run_1","step_id":"build","job_id":"job_1","attempt":1,'
-        '"worker_session_id":"ws_1","ttl_seconds":3600}'
-    )
     lines = [
         f"artifact gateway (dev) on {base}",
         f"  data dir   {data_dir}",
@@ -214,19 +221,25 @@ def _print_banner(
         "",
     ]
     if token:
-        field = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{}\"])'"
+        claim = (
+            '{"run_id":"run_1","step_id":"build","job_id":"\'"$JOB"\'","attempt":1,'
+            '"worker_session_id":"ws_1","ttl_seconds":3600}'
+        )
         auth = '-H "Authorization: Bearer $TOKEN"'
         lines += [
             "admin principal token (all scopes, all projects, 30 days):",
             f"  export GW={base}",
             f"  export TOKEN={token}",
             "",
-            "try it:",
+            "try it (it writes ./report.md; run it as often as you like: each run is a new job):",
+            f"  {JSON_FIELD}",
+            f"  {NEW_JOB}",
+            '  echo "hello from $JOB" > report.md',
             f"  LEASE=$(curl -s -X POST $GW/v1/projects/demo/claims {auth} "
-            f"-H 'Content-Type: application/json' -d '{claim}' | {field.format('lease_token')})",
+            f"-H 'Content-Type: application/json' -d '{claim}' | json_field lease_token)",
             "  ID=$(curl -s -X POST $GW/v1/projects/demo/artifacts "
-            f'-H "X-Mobius-Lease-Token: $LEASE" -F file=@README.md | {field.format("id")})',
-            f"  curl -s $GW/v1/projects/demo/artifacts/$ID {auth}",
+            '-H "X-Mobius-Lease-Token: $LEASE" -F file=@report.md | json_field id)',
+            f"  curl -s -w '\\n' $GW/v1/projects/demo/artifacts/$ID {auth}",
             f"  curl -s $GW/v1/projects/demo/artifacts/$ID/content {auth}",
             "",
         ]
