@@ -90,13 +90,46 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         print("schema is up to date")
 
 
+def _dev_secrets_candidates(config: Config) -> list[Path]:
+    """Where ``dev`` keeps its generated secrets: GATEWAY_DATA_DIR when set, else the
+    default folder here or in the nearest parent that has one (as ``make run`` leaves it
+    at the root of the checkout)."""
+    if os.environ.get("GATEWAY_DATA_DIR"):
+        return [config.data_dir.resolve() / "secrets.json"]
+    here = Path.cwd()
+    return [folder / config.data_dir / "secrets.json" for folder in (here, *here.parents)]
+
+
 def _secret_for_tokens(config: Config) -> bytes:
     if config.auth_jwt_secret is not None:
         return config.auth_jwt_secret
-    secrets_file = config.data_dir / "secrets.json"
-    if secrets_file.exists():  # the embedded dev stack's generated secret
-        return str(json.loads(secrets_file.read_text())["auth_jwt_secret"]).encode()
-    _fail("GATEWAY_AUTH_JWT_SECRET: is required to mint a token")
+    candidates = _dev_secrets_candidates(config)
+    for secrets_file in candidates:
+        if not secrets_file.is_file():
+            continue
+        try:  # the embedded dev stack's generated secret
+            return str(json.loads(secrets_file.read_text())["auth_jwt_secret"]).encode()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _fail(f"cannot read the dev secret in {secrets_file}: {type(exc).__name__}: {exc}")
+    where = (
+        str(candidates[0])
+        if len(candidates) == 1
+        else f"{config.data_dir / 'secrets.json'} here or in a parent folder"
+    )
+    _fail(
+        "no secret to sign with: set GATEWAY_AUTH_JWT_SECRET, or GATEWAY_DATA_DIR to the "
+        f"data dir of `artifact-gateway dev` (found no {where})"
+    )
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def cmd_token(args: argparse.Namespace) -> None:
@@ -279,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--project", action="append", help="project id (repeatable; default: all projects)"
     )
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl", type=_positive_seconds, default=3600, help="lifetime in seconds (default 3600)"
+    )
     token.set_defaults(func=cmd_token)
     from gateway.client.cli import register_client_commands
 
