@@ -172,6 +172,18 @@ async def test_logs_are_json_with_request_context_and_no_secrets(
     } <= events
 
 
+def _worker_pids(gw: Gateway) -> list[int]:
+    return [line["pid"] for line in gw.log_lines() if line.get("event") == "gateway.listening"]
+
+
+async def _both_workers_listening(gw: Gateway) -> list[int]:
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(gw)) < 2:
+        assert time.monotonic() < deadline, "two workers never listened"
+        await asyncio.sleep(0.2)
+    return _worker_pids(gw)[:2]
+
+
 def scrape(text: str) -> dict[str, Any]:
     return {family.name: family for family in text_string_to_metric_families(text)}
 
@@ -179,6 +191,7 @@ def scrape(text: str) -> dict[str, Any]:
 async def test_metrics_aggregate_across_workers(backends, tmp_path, project, http) -> None:
     metrics_port = free_port()
     with serve(backends, tmp_path, workers=2, GATEWAY_METRICS_PORT=str(metrics_port)) as gw:
+        await _both_workers_listening(gw)  # /readyz answered as soon as one was up
         lease = await claim(http, gw.base, project)
         headers = {"X-Mobius-Lease-Token": lease["lease_token"]}
         n = 24
@@ -418,17 +431,9 @@ async def test_a_taken_port_fails_with_one_line(backends, tmp_path, http, worker
         assert pids == {gw.proc.pid}
 
 
-def _worker_pids(gw: Gateway) -> list[int]:
-    return [line["pid"] for line in gw.log_lines() if line.get("event") == "gateway.listening"]
-
-
 async def test_workers_share_one_socket_and_drain(backends, tmp_path, project, http) -> None:
     with serve(backends, tmp_path, workers=2, GATEWAY_SHUTDOWN_TIMEOUT_SECONDS="20") as gw:
-        deadline = time.monotonic() + 30
-        while len(_worker_pids(gw)) < 2:
-            assert time.monotonic() < deadline, "two workers never listened"
-            await asyncio.sleep(0.2)
-        first, second = _worker_pids(gw)[:2]
+        first, second = await _both_workers_listening(gw)
         # one worker drains and exits: the other keeps accepting on the shared socket
         lease = await claim(http, gw.base, project)
         headers = {"X-Mobius-Lease-Token": lease["lease_token"]}
