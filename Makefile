@@ -18,7 +18,7 @@ run: $(STAMP)  ## the gateway on the embedded default (Postgres + SeaweedFS unde
 	$(VENV)/bin/artifact-gateway dev
 
 test: $(STAMP)  ## the whole test suite against real Postgres and SeaweedFS
-	@scripts/system-deps.sh
+	@VENV=$(VENV) scripts/system-deps.sh
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -13,9 +13,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway.config import Config, ConfigError, SigningKey
+
+if TYPE_CHECKING:
+    from gateway.server import Listeners
 
 ALL_SCOPES = "artifacts:read artifacts:write artifacts:delete artifacts:admin claims:write"
 
@@ -32,10 +35,20 @@ def _load_config() -> Config:
         _fail(str(exc))
 
 
-def _run_server(config: Config, workers: int = 1) -> None:
+def _listen(config: Config) -> Listeners:
+    """The listening sockets, or one line and exit status 1 when the address is taken."""
+    from gateway.server import ListenError, listen
+
+    try:
+        return listen(config)
+    except ListenError as exc:
+        _fail(str(exc), status=1)
+
+
+def _run_server(config: Config, listeners: Listeners, workers: int = 1) -> None:
     from gateway.server import serve
 
-    serve(config, workers)
+    serve(config, workers, listeners)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -47,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _fail(str(exc))
     if args.workers < 1:
         _fail("--workers must be at least 1")
-    _run_server(config, args.workers)
+    _run_server(config, _listen(config), args.workers)
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
@@ -77,13 +90,46 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         print("schema is up to date")
 
 
+def _dev_secrets_candidates(config: Config) -> list[Path]:
+    """Where ``dev`` keeps its generated secrets: GATEWAY_DATA_DIR when set, else the
+    default folder here or in the nearest parent that has one (as ``make run`` leaves it
+    at the root of the checkout)."""
+    if os.environ.get("GATEWAY_DATA_DIR"):
+        return [config.data_dir.resolve() / "secrets.json"]
+    here = Path.cwd()
+    return [folder / config.data_dir / "secrets.json" for folder in (here, *here.parents)]
+
+
 def _secret_for_tokens(config: Config) -> bytes:
     if config.auth_jwt_secret is not None:
         return config.auth_jwt_secret
-    secrets_file = config.data_dir / "secrets.json"
-    if secrets_file.exists():  # the embedded dev stack's generated secret
-        return str(json.loads(secrets_file.read_text())["auth_jwt_secret"]).encode()
-    _fail("GATEWAY_AUTH_JWT_SECRET: is required to mint a token")
+    candidates = _dev_secrets_candidates(config)
+    for secrets_file in candidates:
+        if not secrets_file.is_file():
+            continue
+        try:  # the embedded dev stack's generated secret
+            return str(json.loads(secrets_file.read_text())["auth_jwt_secret"]).encode()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _fail(f"cannot read the dev secret in {secrets_file}: {type(exc).__name__}: {exc}")
+    where = (
+        str(candidates[0])
+        if len(candidates) == 1
+        else f"{config.data_dir / 'secrets.json'} here or in a parent folder"
+    )
+    _fail(
+        "no secret to sign with: set GATEWAY_AUTH_JWT_SECRET, or GATEWAY_DATA_DIR to the "
+        f"data dir of `artifact-gateway dev` (found no {where})"
+    )
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def cmd_token(args: argparse.Namespace) -> None:
@@ -122,6 +168,8 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from gateway.migrate import migrate
 
     config = _load_config()
+    # The address first: a port another process holds fails before anything starts.
+    listeners = _listen(config)
     # Stop what we started even when asked to stop during start-up.
     signal.signal(signal.SIGTERM, _raise_exit)
     data_dir = config.data_dir.resolve()
@@ -168,16 +216,28 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 ttl_seconds=30 * 86400,
             )
         _print_banner(config, data_dir, token, postgres, seaweedfs)
-        _run_server(config)
+        _run_server(config, listeners)
     except DevStackError as exc:
         _fail(str(exc), status=1)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        listeners.close()
         if seaweedfs is not None:
             seaweedfs.stop(timeout=5)
         if postgres is not None:
             postgres.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# Shell lines of the copy-paste session (the banner of `dev`, README.md's "Using it"):
+# one field of a JSON answer, or the whole answer on stderr when it has no such field.
+JSON_FIELD = (
+    "json_field() { python3 -c 'import json,sys; t=sys.stdin.read(); "
+    'd=json.loads(t) if t.startswith("{") else {}; k=sys.argv[1]; '
+    'print(d[k]) if k in d else sys.exit("no " + k + " in the answer: " + '
+    '(t.strip() or "(empty: is the gateway running?)"))\' "$1"; }'
+)
+NEW_JOB = "JOB=job_$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
 
 
 def _print_banner(
@@ -186,10 +246,6 @@ def _print_banner(
     base = f"http://{config.host}:{config.port}"
     pg = postgres.url() if postgres else "GATEWAY_DATABASE_URL"
     s3 = seaweedfs.endpoint_url if seaweedfs else config.s3_endpoint_url
-    claim = (
-        '{"run_id":"run_1","step_id":"build","job_id":"job_1","attempt":1,'
-        '"worker_session_id":"ws_1","ttl_seconds":3600}'
-    )
     lines = [
         f"artifact gateway (dev) on {base}",
         f"  data dir   {data_dir}",
@@ -198,19 +254,25 @@ def _print_banner(
         "",
     ]
     if token:
-        field = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{}\"])'"
+        claim = (
+            '{"run_id":"run_1","step_id":"build","job_id":"\'"$JOB"\'","attempt":1,'
+            '"worker_session_id":"ws_1","ttl_seconds":3600}'
+        )
         auth = '-H "Authorization: Bearer $TOKEN"'
         lines += [
             "admin principal token (all scopes, all projects, 30 days):",
             f"  export GW={base}",
             f"  export TOKEN={token}",
             "",
-            "try it:",
+            "try it (it writes ./report.md; run it as often as you like: each run is a new job):",
+            f"  {JSON_FIELD}",
+            f"  {NEW_JOB}",
+            '  echo "hello from $JOB" > report.md',
             f"  LEASE=$(curl -s -X POST $GW/v1/projects/demo/claims {auth} "
-            f"-H 'Content-Type: application/json' -d '{claim}' | {field.format('lease_token')})",
+            f"-H 'Content-Type: application/json' -d '{claim}' | json_field lease_token)",
             "  ID=$(curl -s -X POST $GW/v1/projects/demo/artifacts "
-            f'-H "X-Mobius-Lease-Token: $LEASE" -F file=@README.md | {field.format("id")})',
-            f"  curl -s $GW/v1/projects/demo/artifacts/$ID {auth}",
+            '-H "X-Mobius-Lease-Token: $LEASE" -F file=@report.md | json_field id)',
+            f"  curl -s -w '\\n' $GW/v1/projects/demo/artifacts/$ID {auth}",
             f"  curl -s $GW/v1/projects/demo/artifacts/$ID/content {auth}",
             "",
         ]
@@ -250,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--project", action="append", help="project id (repeatable; default: all projects)"
     )
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl", type=_positive_seconds, default=3600, help="lifetime in seconds (default 3600)"
+    )
     token.set_defaults(func=cmd_token)
     from gateway.client.cli import register_client_commands
 

@@ -1,8 +1,11 @@
 """Running the gateway: one worker process, or a supervisor of N sharing the port.
 
-Each worker binds the listen address with ``SO_REUSEPORT`` so the kernel spreads
-connections across them. On SIGTERM or SIGINT a worker stops accepting, lets
-requests in flight (uploads included) finish for up to
+The listen address (and the metrics address) is bound once, without
+``SO_REUSEPORT``, before any worker starts: an address another process holds
+fails at once with :class:`ListenError` instead of silently sharing the port.
+The workers accept on that one listening socket, handed to each at its start.
+On SIGTERM or SIGINT a worker closes its own copy of the socket (the others keep
+accepting), lets requests in flight (uploads included) finish for up to
 ``GATEWAY_SHUTDOWN_TIMEOUT_SECONDS``, cancels the rest — a cancelled publish
 aborts its upload and publishes nothing — and closes its pools.
 
@@ -20,8 +23,10 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -29,10 +34,85 @@ from gateway.config import Config
 
 RESTART_BACKOFF_SECONDS = 1.0
 CANCEL_AFTER_DRAIN_SECONDS = 1.0
+BACKLOG = 1024
+METRICS_BACKLOG = 128
 
 
-async def run_worker(config: Config, *, ready: Any = None) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and clean up."""
+class ListenError(Exception):
+    """The listen address could not be bound (taken, not local, not permitted)."""
+
+
+@dataclass
+class Listeners:
+    """The listening sockets of one gateway, bound once and shared by its workers.
+
+    Pickled into a worker started with ``spawn``, each socket travels as a
+    duplicate of its descriptor: the worker accepts on the same socket.
+    """
+
+    main: list[socket.socket]
+    metrics: list[socket.socket] = field(default_factory=list)
+
+    def close(self) -> None:
+        for sock in [*self.main, *self.metrics]:
+            sock.close()
+
+
+def listen(config: Config) -> Listeners:
+    """Bind and listen on the configured address and metrics address, or raise ListenError."""
+    main = bind(config.host, config.port, backlog=BACKLOG)
+    if config.metrics_port is None:
+        return Listeners(main)
+    try:
+        metrics = bind(config.host, config.metrics_port, backlog=METRICS_BACKLOG)
+    except ListenError:
+        Listeners(main).close()
+        raise
+    return Listeners(main, metrics)
+
+
+def bind(host: str, port: int, *, backlog: int) -> list[socket.socket]:
+    """Listening sockets for every address ``host`` resolves to, without SO_REUSEPORT.
+
+    ``SO_REUSEADDR`` only lets a restart bind over connections in TIME_WAIT; a
+    port another socket listens on fails with ``EADDRINUSE``.
+    """
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {shown}: {_reason(exc)}") from None
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, Any]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(f"cannot listen on {shown}: {_reason(exc)}") from None
+    return sockets
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+async def run_worker(config: Config, listeners: Listeners) -> None:
+    """Serve on ``listeners`` until SIGTERM/SIGINT, then drain and clean up."""
     from aiohttp import web
 
     from gateway.api.ops import metrics_app
@@ -53,19 +133,19 @@ async def run_worker(config: Config, *, ready: Any = None) -> None:
     )
     await runner.setup()
     runners: list[web.AppRunner] = [runner]
-    await web.TCPSite(runner, config.host, config.port, reuse_port=True, backlog=1024).start()
-    if config.metrics_port is not None:
+    for sock in listeners.main:
+        await web.SockSite(runner, sock, backlog=BACKLOG).start()
+    if listeners.metrics:
         side = web.AppRunner(metrics_app(), access_log=None, shutdown_timeout=1)
         await side.setup()
-        await web.TCPSite(side, config.host, config.metrics_port, reuse_port=True).start()
+        for sock in listeners.metrics:
+            await web.SockSite(side, sock, backlog=METRICS_BACKLOG).start()
         runners.append(side)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("gateway.listening", host=config.host, port=config.port, pid=os.getpid())
-    if ready is not None:
-        ready.set()
     await stop.wait()
     await drain(app, runner, config.shutdown_timeout_seconds)
     for r in reversed(runners):
@@ -77,7 +157,8 @@ async def drain(app: Any, runner: Any, timeout: float) -> None:
     """Stop accepting, then let requests in flight finish for up to ``timeout`` seconds.
 
     aiohttp's own shutdown stops reading request bodies at once, which would cut
-    every upload in flight; so the listening sockets close first, new requests on
+    every upload in flight; so the listening sockets close first (this worker's
+    copies: other workers sharing them keep accepting), new requests on
     open connections get ``503`` with ``Connection: close``, and only what is still
     running after ``timeout`` is cancelled by the runner's cleanup (a cancelled
     publish aborts its upload and publishes nothing).
@@ -95,21 +176,30 @@ async def drain(app: Any, runner: Any, timeout: float) -> None:
         log.warning("gateway.drain_timeout", in_flight=state.in_flight)
 
 
-def _worker_main(config: Config) -> None:
+def _worker_main(config: Config, listeners: Listeners) -> None:
     from gateway.logs import configure_logging
 
     configure_logging(config.log_level, config.log_format)
-    asyncio.run(run_worker(config))
+    asyncio.run(run_worker(config, listeners))
 
 
-def serve(config: Config, workers: int) -> None:
-    if workers <= 1:
-        _worker_main(config)
-        return
-    _supervise(config, workers)
+def serve(config: Config, workers: int, listeners: Listeners | None = None) -> None:
+    """Serve with ``workers`` processes on ``listeners`` (bound here when not given).
+
+    Raises :class:`ListenError` when the address cannot be bound.
+    """
+    if listeners is None:
+        listeners = listen(config)
+    try:
+        if workers <= 1:
+            _worker_main(config, listeners)
+        else:
+            _supervise(config, workers, listeners)
+    finally:
+        listeners.close()
 
 
-def _supervise(config: Config, workers: int) -> None:
+def _supervise(config: Config, workers: int, listeners: Listeners) -> None:
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
@@ -121,7 +211,10 @@ def _supervise(config: Config, workers: int) -> None:
     worker_config = config.with_overrides(s3_buffer_budget_bytes=share)
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker_main, args=(worker_config,), daemon=False)
+        # Each worker receives duplicates of the listening sockets' descriptors.
+        process = context.Process(
+            target=_worker_main, args=(worker_config, listeners), daemon=False
+        )
         process.start()
         return process
 
@@ -143,7 +236,12 @@ def _supervise(config: Config, workers: int) -> None:
                 if not process.is_alive() and not stopping:
                     _forget(process)
                     time.sleep(RESTART_BACKOFF_SECONDS)
+                    if stopping:  # asked to stop during the back-off
+                        break
                     procs[i] = start()
+        # No worker starts any more: once the draining workers have closed their
+        # copies, the port refuses new connections.
+        listeners.close()
         deadline = time.monotonic() + config.shutdown_timeout_seconds + 10
         for process in procs:
             process.join(max(0.1, deadline - time.monotonic()))

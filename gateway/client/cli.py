@@ -5,6 +5,9 @@ They read the same environment as the Python client (``MOBIUS_ARTIFACTS_URL``,
 ``--token``, ``--lease-token`` and ``--project`` override it. Uploads and
 downloads draw a progress bar on stderr when stderr is a terminal.
 
+``download`` keeps an existing file named after the artifact unless ``--force``;
+``publish`` checks every file before publishing any.
+
 Exit status: 0 ok, 1 other errors, 2 usage or configuration, 3 authentication or
 authorisation (401/403, lease errors included), 4 quota or size (413),
 5 gateway unavailable after retries. An error prints one line,
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -198,12 +202,28 @@ async def cmd_ls(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
 
 
 async def cmd_download(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
+    dest: Path = args.output or Path.cwd()
+    if not args.force and await asyncio.to_thread(dest.is_dir):
+        # The file is named after the artifact: never replace a file that happens
+        # to have its name (an explicit ``-o FILE`` is the user's choice).
+        artifact = await client.get(args.id)
+        dest = dest / artifact.name
+        if await asyncio.to_thread(_taken, dest):
+            raise Refused(
+                "file_exists",
+                f"{dest} exists; --force replaces it, -o PATH writes elsewhere",
+                EXIT_USAGE,
+            )
     bar = _progress(args, args.id)
     try:
-        path = await client.download(args.id, args.output or Path.cwd(), progress=bar)
+        path = await client.download(args.id, dest, progress=bar)
     finally:
         bar.close()
     _out(str(path))
+
+
+def _taken(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
 
 
 async def cmd_url(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
@@ -264,6 +284,8 @@ def run(command: Command, args: argparse.Namespace) -> None:
         asyncio.run(_run(command, args))
     except ArtifactError as exc:
         _fail(exc.code, exc.detail, exit_status(exc))
+    except Refused as exc:
+        _fail(exc.code, exc.detail, exc.status)
     except KeyboardInterrupt:
         _fail("interrupted", "stopped by the user", 130)
     except BrokenPipeError:  # e.g. `artifact-gateway watch | head -1`
@@ -274,6 +296,14 @@ def run(command: Command, args: argparse.Namespace) -> None:
         _fail("file_not_found", f"{exc.filename or exc}", EXIT_ERROR)
     except OSError as exc:
         _fail("os_error", f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+
+
+class Refused(Exception):
+    """A command that stops before doing anything: one line and an exit status."""
+
+    def __init__(self, code: str, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.status = code, detail, status
 
 
 class UsageError(Exception):
@@ -287,6 +317,27 @@ def _check_publish(args: argparse.Namespace) -> None:
         raise UsageError("publishing stdin ('-') needs --name")
     if args.files.count("-") > 1:
         raise UsageError("stdin ('-') can be published once")
+    # Every file first: a missing one must not leave the others half published.
+    for file in args.files:
+        if file != "-":
+            _check_readable(Path(file))
+
+
+def _check_readable(path: Path) -> None:
+    """``path`` is a regular file this process can open, or one line and exit status 1."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        _fail("file_not_found", str(path), EXIT_ERROR)
+    except OSError as exc:
+        _fail("os_error", f"{path}: {exc.strerror or exc}", EXIT_ERROR)
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        _fail("not_a_file", f"{path} is {kind}", EXIT_ERROR)
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        _fail("os_error", f"{path}: {exc.strerror or exc}", EXIT_ERROR)
 
 
 def _bind(
@@ -386,6 +437,11 @@ def register_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentPa
         type=Path,
         metavar="PATH",
         help="file or directory to write (default: the artifact's name, here)",
+    )
+    download.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file of the artifact's name (without -o FILE, an existing one is kept)",
     )
     download.set_defaults(func=_bind(cmd_download))
 

@@ -59,11 +59,11 @@ def environ(**values: str) -> dict[str, str]:
     return env | values
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         env=env,
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -71,25 +71,26 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def ok(*args: str, env: dict[str, str]) -> str:
-    result = cli(*args, env=env)
+def ok(*args: str, env: dict[str, str], cwd: Path = REPO) -> str:
+    result = cli(*args, env=env, cwd=cwd)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
     return result.stdout
 
 
-def failing(status: int, code: str, *args: str, env: dict[str, str]) -> str:
-    result = cli(*args, env=env)
+def failing(status: int, code: str, *args: str, env: dict[str, str], cwd: Path = REPO) -> str:
+    result = cli(*args, env=env, cwd=cwd)
     assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
     line = result.stderr.strip()
     assert "\n" not in line and line.startswith(f"artifact-gateway: {code}"), line
     return line
 
 
-def usage_error(*args: str, env: dict[str, str]) -> None:
-    result = cli(*args, env=env)
+def usage_error(*args: str, env: dict[str, str], cwd: Path = REPO) -> str:
+    result = cli(*args, env=env, cwd=cwd)
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "error:" in result.stderr and result.stdout == ""
+    return result.stderr
 
 
 @pytest.fixture
@@ -227,3 +228,92 @@ def test_progress_bar_only_on_a_terminal(env: dict[str, str], tmp_path: Path) ->
     assert result.returncode == 0
     assert json.loads(result.stdout)["size"] == 3 * 1024 * 1024
     assert b"big.bin:" in drawn and b"%|" in drawn  # the bar, on stderr only
+
+
+def test_download_keeps_a_file_of_the_same_name_unless_forced(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("published\n")
+    artifact_id = json.loads(ok("publish", str(source), env=env))["id"]
+    here = tmp_path / "here"
+    here.mkdir()
+    local = here / "notes.txt"
+    local.write_text("mine\n")
+
+    for where in ([], ["-o", str(here)]):  # the name comes from the artifact
+        line = failing(2, "file_exists", "download", artifact_id, *where, env=env, cwd=here)
+        assert str(local) in line and "--force" in line
+        assert local.read_text() == "mine\n"
+        assert sorted(p.name for p in here.iterdir()) == ["notes.txt"]  # no partial file
+
+    assert ok("download", artifact_id, "--force", env=env, cwd=here).strip() == str(local)
+    assert local.read_text() == "published\n"
+    local.write_text("mine\n")
+    # an explicit file path is the user's choice
+    assert ok("download", artifact_id, "-o", str(local), env=env, cwd=here).strip() == str(local)
+    assert local.read_text() == "published\n"
+    # nothing in the way: no --force needed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    written = ok("download", artifact_id, env=env, cwd=elsewhere).strip()
+    assert written == str(elsewhere / "notes.txt")
+
+
+def test_publish_checks_every_file_before_publishing_any(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text("fine\n")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    cases = [
+        ("file_not_found", tmp_path / "missing.txt"),
+        ("not_a_file", tmp_path),
+        ("not_a_file", fifo),  # would block a reader forever
+    ]
+    for code, bad in cases:
+        line = failing(1, code, "publish", str(good), str(bad), env=env)
+        assert str(bad) in line
+    assert ok("ls", "--json", env=env) == ""  # not even the good file was published
+
+
+def test_token_from_any_directory(tmp_path: Path) -> None:
+    import jwt
+
+    from gateway.devstack import load_or_create_secrets
+
+    secret = load_or_create_secrets(tmp_path / "checkout" / ".gateway-data")["auth_jwt_secret"]
+    nested = tmp_path / "checkout" / "src" / "deep"
+    nested.mkdir(parents=True)
+
+    def claims(token: str) -> dict[str, Any]:
+        decoded: dict[str, Any] = jwt.decode(
+            token.strip(), secret, algorithms=["HS256"], audience="mobius-artifacts"
+        )
+        return decoded
+
+    # anywhere in the checkout: the nearest .gateway-data, as `make run` leaves it
+    token = ok("token", "--sub", "user:a", "--ttl", "120", env=environ(), cwd=nested)
+    decoded = claims(token)
+    assert decoded["sub"] == "user:a" and decoded["exp"] - decoded["iat"] == 120
+    # anywhere at all with GATEWAY_DATA_DIR
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data_dir = environ(GATEWAY_DATA_DIR=str(tmp_path / "checkout" / ".gateway-data"))
+    assert claims(ok("token", "--sub", "user:b", env=data_dir, cwd=outside))["sub"] == "user:b"
+    # nothing to sign with: one line saying what to set
+    for env, where in (
+        (environ(), ".gateway-data/secrets.json here or in a parent folder"),
+        (environ(GATEWAY_DATA_DIR=str(outside)), str(outside / "secrets.json")),
+    ):
+        result = cli("token", "--sub", "user:c", env=env, cwd=outside)
+        assert result.returncode == 2 and result.stdout == ""
+        line = result.stderr.strip()
+        assert "\n" not in line and line.startswith("artifact-gateway: no secret to sign with")
+        assert "GATEWAY_AUTH_JWT_SECRET" in line and "GATEWAY_DATA_DIR" in line
+        assert where in line
+    # a lifetime must be positive
+    for ttl in ("0", "-5"):
+        stderr = usage_error("token", "--sub", "user:d", "--ttl", ttl, env=environ(), cwd=nested)
+        assert "--ttl: must be a positive number of seconds" in stderr

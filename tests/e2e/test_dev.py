@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -41,11 +43,15 @@ def _post_json(url: str, body: dict, headers: dict[str, str]) -> dict:
         return json.loads(resp.read())
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
         "GATEWAY_DATA_DIR": str(data_dir),
         "GATEWAY_PORT": str(port),
     }
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = _env(data_dir, port)
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "dev"],
         env=env,
@@ -149,3 +155,145 @@ def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             _stop(proc, data_dir)
+
+
+@dataclass
+class Dev:
+    proc: subprocess.Popen[str]
+    port: int
+    data_dir: Path
+    banner: list[str]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _read_banner(proc: subprocess.Popen[str]) -> list[str]:
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Ctrl-C"):
+            return lines
+    raise AssertionError(f"the banner ended early: {lines}")
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    data_dir = tmp_path_factory.mktemp("dev") / "data"
+    port = free_port()
+    proc = _start(data_dir, port)
+    try:
+        banner = _read_banner(proc)
+        gateway = Dev(proc, port, data_dir, banner)
+        _wait_ready(gateway.base, proc)
+        yield gateway
+    finally:
+        if proc.poll() is None:
+            _stop(proc, data_dir)
+
+
+def _processes_naming(path: Path) -> list[int]:
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(path) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_a_second_dev_on_a_taken_port_fails_and_leaves_nothing(dev: Dev, tmp_path: Path) -> None:
+    other = tmp_path / "other-data"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "dev"],
+        env=_env(other, dev.port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"artifact-gateway: cannot listen on 127.0.0.1:{dev.port}: address already in use\n"
+    )
+    assert _processes_naming(other) == []  # no Postgres, no SeaweedFS left behind
+    status, _ = _get(dev.base + "/readyz")  # the first one still serves
+    assert status == 200
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _banner_session(banner: list[str]) -> str:
+    """The copy-paste lines of the banner: the exports and the "try it" block."""
+    start = next(i for i, line in enumerate(banner) if line.startswith("  export GW="))
+    lines = [line[2:] for line in banner[start:] if line.startswith("  ")]
+    assert any(line.startswith("ID=$(") for line in lines), lines
+    return "\n".join(lines) + "\n"
+
+
+def _readme_session() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Using it\n", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def _run_session(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_banner_session_works_every_time(dev: Dev, tmp_path: Path) -> None:
+    script = _banner_session(dev.banner)
+    published = []
+    for _ in range(2):
+        result = _run_session(script, tmp_path)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        metadata, content = result.stdout.splitlines()
+        artifact = json.loads(metadata)
+        assert artifact["name"] == "report.md" and artifact["project"] == "demo"
+        assert content == (tmp_path / "report.md").read_text().strip()
+        assert content.startswith("hello from job_")
+        published.append(artifact["id"])
+    assert published[0] != published[1]
+
+
+def test_the_banner_session_prints_the_problem_instead_of_a_traceback(
+    dev: Dev, tmp_path: Path
+) -> None:
+    script = _banner_session(dev.banner).replace("export TOKEN=", "export TOKEN=x")
+    result = _run_session(script, tmp_path)
+    assert "Traceback" not in result.stderr and "KeyError" not in result.stderr
+    assert "no lease_token in the answer:" in result.stderr
+    assert '"code":"unauthenticated"' in result.stderr.replace(" ", "")
+
+
+def test_the_readme_session_works_every_time(dev: Dev, tmp_path: Path) -> None:
+    # Run where `make run` leaves things: the checkout root holds .venv and .gateway-data.
+    checkout = tmp_path / "checkout"
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "artifact-gateway").symlink_to(
+        Path(sys.executable).parent / "artifact-gateway"
+    )
+    (checkout / ".gateway-data").symlink_to(dev.data_dir)
+    script = _readme_session().replace("http://127.0.0.1:8080", dev.base)
+    published = []
+    for _ in range(2):
+        result = _run_session(script, checkout)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        artifact = json.loads(result.stdout)
+        assert artifact["type"] == "artifact" and artifact["name"] == "report.md"
+        assert artifact["size"] == (checkout / "report.md").stat().st_size
+        published.append(artifact["id"])
+    assert published[0] != published[1]

@@ -172,6 +172,18 @@ async def test_logs_are_json_with_request_context_and_no_secrets(
     } <= events
 
 
+def _worker_pids(gw: Gateway) -> list[int]:
+    return [line["pid"] for line in gw.log_lines() if line.get("event") == "gateway.listening"]
+
+
+async def _both_workers_listening(gw: Gateway) -> list[int]:
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(gw)) < 2:
+        assert time.monotonic() < deadline, "two workers never listened"
+        await asyncio.sleep(0.2)
+    return _worker_pids(gw)[:2]
+
+
 def scrape(text: str) -> dict[str, Any]:
     return {family.name: family for family in text_string_to_metric_families(text)}
 
@@ -179,6 +191,7 @@ def scrape(text: str) -> dict[str, Any]:
 async def test_metrics_aggregate_across_workers(backends, tmp_path, project, http) -> None:
     metrics_port = free_port()
     with serve(backends, tmp_path, workers=2, GATEWAY_METRICS_PORT=str(metrics_port)) as gw:
+        await _both_workers_listening(gw)  # /readyz answered as soon as one was up
         lease = await claim(http, gw.base, project)
         headers = {"X-Mobius-Lease-Token": lease["lease_token"]}
         n = 24
@@ -374,3 +387,85 @@ async def test_slow_drip_headers_are_cut_off(backends, tmp_path, project) -> Non
         assert time.monotonic() - started < 5
         async with aiohttp.ClientSession() as http, http.get(gw.base + "/readyz") as resp:
             assert resp.status == 200
+
+
+def _serve_again(backends, port: int, workers: int, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS"))}
+    environ |= gateway_env(backends) | {"GATEWAY_PORT": str(port)} | env
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--workers", str(workers)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_taken_port_fails_with_one_line(backends, tmp_path, http, workers) -> None:
+    metrics_port = free_port()
+    with serve(backends, tmp_path, GATEWAY_METRICS_PORT=str(metrics_port)) as gw:
+        started = time.monotonic()
+        second = _serve_again(backends, gw.port, workers)
+        assert time.monotonic() - started < 15
+        assert second.returncode == 1
+        assert second.stdout == ""
+        assert second.stderr == (
+            f"artifact-gateway: cannot listen on 127.0.0.1:{gw.port}: address already in use\n"
+        )
+        # the metrics address is bound just as strictly
+        second = _serve_again(
+            backends, free_port(), workers, GATEWAY_METRICS_PORT=str(metrics_port)
+        )
+        assert second.returncode == 1
+        assert second.stderr == (
+            f"artifact-gateway: cannot listen on 127.0.0.1:{metrics_port}: address already in use\n"
+        )
+        # the first gateway alone answers, on every new connection
+        for _ in range(8):
+            async with aiohttp.ClientSession() as fresh, fresh.get(gw.base + "/readyz") as resp:
+                assert resp.status == 200
+        listening = [line for line in gw.log_lines() if line.get("event") == "gateway.listening"]
+        pids = {line["pid"] for line in listening}
+        assert pids == {gw.proc.pid}
+
+
+async def test_workers_share_one_socket_and_drain(backends, tmp_path, project, http) -> None:
+    with serve(backends, tmp_path, workers=2, GATEWAY_SHUTDOWN_TIMEOUT_SECONDS="20") as gw:
+        first, second = await _both_workers_listening(gw)
+        # one worker drains and exits: the other keeps accepting on the shared socket
+        lease = await claim(http, gw.base, project)
+        headers = {"X-Mobius-Lease-Token": lease["lease_token"]}
+        os.kill(first, signal.SIGTERM)
+        await asyncio.sleep(0.5)  # it has closed its copy of the socket
+        for _ in range(12):
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.get(gw.base + "/readyz") as resp,
+            ):
+                assert resp.status == 200
+            await asyncio.sleep(0.1)
+        # the supervisor restarts it
+        deadline = time.monotonic() + 30
+        while len(_worker_pids(gw)) < 3:
+            assert time.monotonic() < deadline, "the stopped worker was not restarted"
+            await asyncio.sleep(0.2)
+        assert gw.proc.poll() is None
+        # SIGTERM to the supervisor: an upload in flight finishes, then all stop
+        upload = asyncio.create_task(
+            http.post(
+                f"{gw.base}/v1/projects/{project}/artifacts",
+                data=form(_slow_body(8 * MiB, MiB, 0.15)),
+                headers=headers,
+            )
+        )
+        await asyncio.sleep(0.6)
+        gw.proc.send_signal(signal.SIGTERM)
+        resp = await upload
+        assert resp.status == 201
+        await asyncio.to_thread(gw.proc.wait, 40)
+        assert gw.proc.returncode == 0
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", gw.port)
+    assert second != first

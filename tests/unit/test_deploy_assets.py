@@ -4,18 +4,21 @@ Manifests parse and agree with the code: probes hit the real health routes on
 the real port, commands parse with the real CLI, the configuration the
 manifests give passes ``Config.from_env``, every ``GATEWAY_*`` variable named
 is one the gateway reads, and every metric the dashboard and the alert rules
-query is one ``gateway.metrics`` exports. ``promtool`` (Debian package
-``prometheus``) checks the rule file and the dashboard's PromQL, and runs the
-alert expressions against synthetic series.
+query is one ``gateway.metrics`` exports. ``promtool`` checks the rule file and
+the dashboard's PromQL, and runs the alert expressions against synthetic series:
+the virtualenv's copy (``make test`` extracts it there from Debian's
+``prometheus`` package, installing no service), else one on PATH.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,8 +40,8 @@ DASHBOARD = DEPLOY / "grafana" / "artifact-gateway.json"
 COMPOSE = DEPLOY / "compose.yaml"
 JOB = 'job="artifact-gateway"'
 PROMTOOL_MISSING = (
-    "promtool is not on PATH; install it with "
-    "`apt-get install -y --no-install-recommends prometheus` (Debian package)"
+    "promtool is neither in the virtualenv's bin/ nor on PATH; scripts/system-deps.sh "
+    "(run by `make test`) extracts it from Debian's prometheus package into .venv/bin"
 )
 METRIC_TOKEN = re.compile(r"\bartifact_gateway_[a-z0-9_]+\b")
 VARIABLE = re.compile(r"(?<![A-Za-z0-9_])GATEWAY_[A-Z0-9_]*[A-Z0-9]")
@@ -148,8 +151,16 @@ def compose_default(value: str) -> str:
     return _DEFAULT.sub(lambda m: m.group(2) or "", value)
 
 
+def find_promtool() -> str | None:
+    """The virtualenv's promtool (where ``make test`` puts it), else the one on PATH."""
+    beside = Path(sys.executable).parent / "promtool"  # not resolved: the venv's bin/
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("promtool")
+
+
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    promtool = shutil.which("promtool")
+    promtool = find_promtool()
     if promtool is None:
         pytest.fail(PROMTOOL_MISSING)
     return subprocess.run(
