@@ -129,6 +129,10 @@ class BufferPool:
         """Buffers currently lent to (or promised to) ``owner``."""
         return self._held.get(owner, 0)
 
+    def can_lend(self, owner: Hashable | None = None) -> bool:
+        """Whether :meth:`acquire` for ``owner`` would lend a buffer without waiting."""
+        return self._in_use < self.capacity and self._may_take(owner)
+
     async def acquire(self, owner: Hashable | None = None) -> PartBuffer:
         """Wait for budget in FIFO order and lend a buffer, on behalf of ``owner``.
 
@@ -140,7 +144,7 @@ class BufferPool:
         # After every release the eligible waiters have been served, so a free
         # slot here means every queued waiter is at its owner's limit: taking
         # it passes no one who could have had it.
-        if self._in_use < self.capacity and self._may_take(owner):
+        if self.can_lend(owner):
             self._take(owner)
             return self._lend(owner)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -15,9 +15,10 @@ Streaming upload (:meth:`S3ObjectStore.put_stream`)
     flight. Memory is therefore bounded per upload (in-flight parts plus one
     filling buffer) and per process (``buffer_budget_bytes``): an upload that
     needs a new buffer waits for one, and meanwhile stops reading its client.
-    The wait is bounded (``buffer_wait_seconds``, then
-    :class:`~storage.errors.StorageBusy`), and the uploads of one ``owner``
-    together hold at most ``buffer_owner_share`` of the budget.
+    The uploads of one ``owner`` together hold at most ``buffer_owner_share``
+    of the budget, and the wait for a buffer held by other uploads is bounded
+    (``buffer_wait_seconds``, then :class:`~storage.errors.StorageBusy`); an
+    upload with parts in flight first waits for one of those to finish.
 
     Request bodies: botocore accepts ``bytes``, ``bytearray`` and file-like
     objects (its parameter validation rejects a bare ``memoryview``), and
@@ -498,6 +499,12 @@ class _PartUploads:
         if exc is not None and self._failure is None:
             self._failure = exc
 
+    async def wait_for_one(self) -> None:
+        """Wait until one of the parts in flight is done; raise a failure if there is one."""
+        if self._tasks and self._failure is None:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        self._raise_failure()
+
     async def wait(self) -> None:
         """Wait for every submitted part; raise the first failure as soon as it happens."""
         while self._tasks and self._failure is None:
@@ -554,8 +561,15 @@ class _StreamUpload:
         offset, total = 0, len(data)
         while offset < total:
             if self._buffer is None:
-                # Holding no filling buffer while waiting: deadlock-free.
-                self._buffer = await self._store.pool.acquire(self._owner)
+                # Holding no filling buffer while waiting: deadlock-free. When
+                # the pool has nothing for this owner now, a part of this upload
+                # finishing frees a buffer: that wait is on the object store
+                # (bounded by its timeouts), not on other uploads' clients, so
+                # it is not counted against the pool's wait limit.
+                pool = self._store.pool
+                if self._upload is not None and not pool.can_lend(self._owner):
+                    await self._upload.wait_for_one()
+                self._buffer = await pool.acquire(self._owner)
                 self._filled = 0
             elif self._filled == self._part_size:
                 # A full buffer is only sent once more bytes prove it is not the

@@ -389,6 +389,28 @@ async def test_an_owner_over_its_share_waits_a_bounded_time_while_others_upload(
         assert await store.list_incomplete_uploads(prefix) == []
 
 
+async def test_waiting_for_its_own_slow_parts_is_not_a_pool_timeout(
+    settings: S3Settings, prefix: str
+) -> None:
+    """At its share with parts in flight, an upload waits for the store, not the pool."""
+    tight = replace(
+        settings, buffer_budget_bytes=2 * PART, buffer_owner_share=0.5, buffer_wait_seconds=0.3
+    )
+    async with S3ObjectStore.connect(tight) as store:
+
+        async def slow_part(**_: Any) -> None:
+            await asyncio.sleep(1.0)  # each part takes longer than the pool's wait limit
+
+        store.client.meta.events.register("before-send.s3.UploadPart", slow_part)
+        data = os.urandom(2 * PART + MiB)
+        stored = await store.put_stream(
+            prefix + "slow-parts", chunked(data), max_bytes=3 * PART, owner="a"
+        )
+        assert stored.size == len(data)
+        assert stored.sha256 == hashlib.sha256(data).hexdigest()
+        assert store.pool.in_use == 0 and store.pool.waiting == 0
+
+
 async def store_list(settings: S3Settings, prefix: str) -> AsyncIterator[object]:
     async with S3ObjectStore.connect(settings) as store:
         async for info in store.list_objects(prefix):
