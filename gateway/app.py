@@ -46,6 +46,8 @@ def s3_settings(config: Config) -> S3Settings:
         part_size=config.s3_part_size,
         part_concurrency=config.s3_part_concurrency,
         buffer_budget_bytes=config.s3_buffer_budget_bytes,
+        buffer_wait_seconds=config.s3_buffer_wait_seconds,
+        buffer_owner_share=config.s3_buffer_share,
         timeout_seconds=config.backend_timeout_seconds,
     )
 

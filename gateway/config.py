@@ -52,6 +52,8 @@ class Config:
     s3_part_size: int = 8 * 1024 * 1024
     s3_part_concurrency: int = 4
     s3_buffer_budget_bytes: int = 128 * 1024 * 1024
+    s3_buffer_wait_seconds: float = 10.0
+    s3_buffer_share: float = 0.5
     backend_timeout_seconds: float = 10.0
     auth_jwt_secret: bytes | None = field(default=None, repr=False)
     auth_jwt_public_keys: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
@@ -68,6 +70,8 @@ class Config:
     serve_pdf_inline: bool = False
     shutdown_timeout_seconds: float = 30.0
     body_idle_timeout_seconds: float = 60.0
+    body_min_rate_bytes_per_second: int = 1024
+    body_min_rate_window_seconds: float = 30.0
     keepalive_timeout_seconds: float = 30.0
     gc_interval_seconds: int = 0
     gc_grace_seconds: int = 3600
@@ -98,6 +102,8 @@ class Config:
             s3_buffer_budget_bytes=e.integer(
                 "GATEWAY_S3_BUFFER_BUDGET_BYTES", 128 * 1024 * 1024, low=5 * 1024 * 1024
             ),
+            s3_buffer_wait_seconds=e.number("GATEWAY_S3_BUFFER_WAIT_SECONDS", 10.0, low=0.1),
+            s3_buffer_share=e.number("GATEWAY_S3_BUFFER_SHARE", 0.5, low=0.01, high=1.0),
             backend_timeout_seconds=e.number("GATEWAY_BACKEND_TIMEOUT_SECONDS", 10.0, low=0.1),
             auth_jwt_secret=e.secret("GATEWAY_AUTH_JWT_SECRET"),
             auth_jwt_public_keys=e.jwks("GATEWAY_AUTH_JWT_PUBLIC_KEYS"),
@@ -115,6 +121,12 @@ class Config:
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
             serve_pdf_inline=e.flag("GATEWAY_SERVE_PDF_INLINE", default=False),
             body_idle_timeout_seconds=e.number("GATEWAY_BODY_IDLE_TIMEOUT_SECONDS", 60.0, low=0.1),
+            body_min_rate_bytes_per_second=e.integer(
+                "GATEWAY_BODY_MIN_RATE_BYTES_PER_SECOND", 1024, low=0
+            ),
+            body_min_rate_window_seconds=e.number(
+                "GATEWAY_BODY_MIN_RATE_WINDOW_SECONDS", 30.0, low=0.1
+            ),
             keepalive_timeout_seconds=e.number("GATEWAY_KEEPALIVE_TIMEOUT_SECONDS", 30.0, low=0.1),
             shutdown_timeout_seconds=e.number("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30.0, low=0.0),
             gc_interval_seconds=e.integer("GATEWAY_GC_INTERVAL_SECONDS", 0, low=0),
@@ -176,7 +188,7 @@ class _Env:
             raise ConfigError(name, f"must be {bound} (got {value})")
         return value
 
-    def number(self, name: str, default: float, *, low: float) -> float:
+    def number(self, name: str, default: float, *, low: float, high: float | None = None) -> float:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -186,6 +198,8 @@ class _Env:
             raise ConfigError(name, f"must be a number (got {raw!r})") from None
         if not value >= low:
             raise ConfigError(name, f"must be at least {low} (got {raw})")
+        if high is not None and not value <= high:
+            raise ConfigError(name, f"must be at most {high} (got {raw})")
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -8,6 +8,7 @@ response. ``code`` is stable and machine-readable; docs/api.md tables the codes.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,7 @@ Forbidden = _error(403, "forbidden", "Forbidden")
 SignatureInvalid = _error(403, "signature_invalid", "Signed URL is not valid")
 NotFound = _error(404, "not_found", "Not found")
 MethodNotAllowed = _error(405, "method_not_allowed", "Method not allowed")
+BodyTooSlow = _error(408, "body_too_slow", "Request body arrived too slowly")
 IdempotencyConflict = _error(409, "idempotency_conflict", "Idempotency-Key reused")
 ClaimConflict = _error(409, "claim_conflict", "A newer attempt of this job exists")
 ArtifactDeleted = _error(410, "artifact_deleted", "Artifact was deleted")
@@ -148,6 +150,13 @@ def problem_for(exc: BaseException) -> Problem | None:
     elif isinstance(exc, storage.RangeNotSatisfiable):
         headers = {"Content-Range": f"bytes */{exc.size}"} if exc.size is not None else {}
         api = RangeNotSatisfiable("the requested range is outside the artifact", headers=headers)
+    elif isinstance(exc, storage.StorageBusy):
+        whose = "this credential's share of the" if exc.own_share else "the"
+        api = Unavailable(
+            f"{whose} upload buffers stayed in use for {exc.waited:g} seconds; "
+            "nothing was published, retry later",
+            headers={"Retry-After": str(max(1, math.ceil(exc.waited)))},
+        )
     elif isinstance(exc, storage.ObjectNotFound):
         api = NotFound("the artifact's content is missing from object storage")
     elif isinstance(exc, storage.StorageUnavailable):

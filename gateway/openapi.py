@@ -44,13 +44,14 @@ _PROBLEM_TEXT = {
     401: "unauthenticated",
     403: "forbidden, lease_inactive, lease_superseded or signature_invalid",
     404: "not_found (also for artifacts of other projects and invisible ones)",
+    408: "body_too_slow: the request body arrived below the minimum rate",
     409: "idempotency_conflict or claim_conflict",
     410: "artifact_deleted",
     413: "artifact_too_large or quota_exceeded",
     415: "unsupported_media_type: a publish that is not multipart/form-data, a JSON body "
     "sent as another type",
     416: "range_not_satisfiable",
-    503: "unavailable: Postgres or object storage is unreachable",
+    503: "unavailable: Postgres or object storage is unreachable, or no upload buffer came free",
 }
 
 _PROJECT = {
@@ -445,7 +446,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "201": _json(_ref("ArtifactRef"), "published"),
                     "200": _json(_ref("ArtifactRef"), "replay of an Idempotency-Key"),
-                    **_problems(400, 401, 403, 409, 413, 415, 503),
+                    **_problems(400, 401, 403, 408, 409, 413, 415, 503),
                 },
             },
             "get": {

@@ -29,6 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from gateway import artifacts, content, metrics
 from gateway.api.params import ARTIFACT_ID, project_of
 from gateway.artifacts import ArtifactDraft, IdempotencyClaim
+from gateway.bodypace import BodyPace
 from gateway.credentials import Publisher, publisher_of
 from gateway.errors import (
     ArtifactDeleted,
@@ -130,30 +131,36 @@ class Form:
     seen: set[str] = field(default_factory=set)
 
 
-async def _read_chunk(part: BodyPartReader, size: int, idle_timeout: float) -> bytes:
-    """One chunk of a part; a malformed body or a client that stalls is a 400."""
+async def _read_chunk(part: BodyPartReader, size: int, pace: BodyPace) -> bytes:
+    """One chunk of a part; a malformed body or a client that stalls is a 400, a drip a 408."""
+    idle_timeout, started = pace.idle_timeout, pace.started()
     try:
         async with asyncio.timeout(idle_timeout):
-            return await part.read_chunk(size)
+            chunk = await part.read_chunk(size)
     except TimeoutError:
         raise InvalidRequest(f"no body bytes arrived for {idle_timeout:g} seconds") from None
     except (ValueError, HttpProcessingError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from None
+    pace.arrived(len(chunk), started)
+    return chunk
 
 
-async def _next_part(reader: MultipartReader, idle_timeout: float) -> Any:
+async def _next_part(reader: MultipartReader, pace: BodyPace) -> Any:
+    idle_timeout, started = pace.idle_timeout, pace.started()
     try:
         async with asyncio.timeout(idle_timeout):
-            return await reader.next()
+            part = await reader.next()
     except TimeoutError:
         raise InvalidRequest(f"no body bytes arrived for {idle_timeout:g} seconds") from None
     except (ValueError, HttpProcessingError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from None
+    pace.arrived(0, started)  # part headers: the time counts, the bytes are not payload
+    return part
 
 
-async def _read_capped(part: BodyPartReader, cap: int, idle_timeout: float) -> str:
+async def _read_capped(part: BodyPartReader, cap: int, pace: BodyPace) -> str:
     data = bytearray()
-    while chunk := await _read_chunk(part, 4096, idle_timeout):
+    while chunk := await _read_chunk(part, 4096, pace):
         data += chunk
         if len(data) > cap:
             raise InvalidRequest(f"part '{part.name}' is larger than {cap} bytes")
@@ -199,20 +206,20 @@ def _json_part(name: str, text: str) -> Any:
 
 
 async def _file_chunks(
-    part: BodyPartReader, request: web.Request, idle_timeout: float
+    part: BodyPartReader, request: web.Request, pace: BodyPace
 ) -> AsyncIterator[bytes]:
     received = 0
     ctx = context(request)
-    while chunk := await _read_chunk(part, READ_CHUNK, idle_timeout):
+    while chunk := await _read_chunk(part, READ_CHUNK, pace):
         received += len(chunk)
         ctx.bytes_in = received
         yield chunk
 
 
-async def _hash_only(part: BodyPartReader, limit: int, idle_timeout: float) -> tuple[str, int]:
+async def _hash_only(part: BodyPartReader, limit: int, pace: BodyPace) -> tuple[str, int]:
     """Digest a replayed file without storing it again."""
     digest, size = hashlib.sha256(), 0
-    while chunk := await _read_chunk(part, READ_CHUNK, idle_timeout):
+    while chunk := await _read_chunk(part, READ_CHUNK, pace):
         size += len(chunk)
         if size > limit:
             raise EntityTooLarge(limit)
@@ -265,14 +272,15 @@ class Publish:
         if left < self.stream_limit:
             self.stream_limit, self.quota = left, state
 
-    async def _store(self, part: BodyPartReader, idle: float) -> StoredObject:
+    async def _store(self, part: BodyPartReader, pace: BodyPace) -> StoredObject:
         """Stream the file part into the store; past the quota left, 413 quota_exceeded."""
         try:
             return await self.store.put_stream(
                 self.key,
-                _file_chunks(part, self.request, idle),
+                _file_chunks(part, self.request, pace),
                 max_bytes=self.stream_limit,
                 on_multipart_started=self._on_multipart,
+                owner=self.publisher.credential,
             )
         except EntityTooLarge:
             if self.quota is None:
@@ -295,7 +303,11 @@ class Publish:
         """Read every part; store the file (or, on replay, only hash it)."""
         form, replay_digest = Form(), None
         parts = 0
-        idle = self.config.body_idle_timeout_seconds
+        idle = BodyPace(
+            idle_timeout=self.config.body_idle_timeout_seconds,
+            min_rate=self.config.body_min_rate_bytes_per_second,
+            window_seconds=self.config.body_min_rate_window_seconds,
+        )
         while True:
             part = await _next_part(reader, idle)
             if part is None:

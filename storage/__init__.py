@@ -22,6 +22,7 @@ from storage.errors import (
     EntityTooLarge,
     ObjectNotFound,
     RangeNotSatisfiable,
+    StorageBusy,
     StorageError,
     StorageUnavailable,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "S3ObjectReader",
     "S3ObjectStore",
     "S3Settings",
+    "StorageBusy",
     "StorageError",
     "StorageUnavailable",
     "StoredObject",

@@ -142,13 +142,18 @@ class ObjectStore(Protocol):
         max_bytes: int,
         content_type: str = "application/octet-stream",
         on_multipart_started: Callable[[str], Awaitable[None]] | None = None,
+        owner: str | None = None,
     ) -> StoredObject:
         """Store the bytes of ``chunks`` under ``key`` in bounded memory.
 
         Raises :class:`~storage.errors.EntityTooLarge` as soon as more than
         ``max_bytes`` arrived. ``on_multipart_started`` is awaited with the
         upload id when the stream turns out to need a multipart upload, so the
-        caller can record it for the garbage collector. On any failure or
+        caller can record it for the garbage collector. ``owner`` names who the
+        upload is for (a tenant, a credential): a store that shares memory
+        between uploads limits what one owner may hold at once, and raises
+        :class:`~storage.errors.StorageBusy` when an upload waited too long for
+        its share. On any failure or
         cancellation nothing stays stored: a started multipart upload is
         aborted before the exception propagates.
         """

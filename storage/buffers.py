@@ -8,8 +8,15 @@ is free, which stops it from reading its client socket and so back-pressures the
 client.
 
 The pool hands out at most ``capacity`` buffers of ``buffer_size`` bytes at a
-time, in strict FIFO order of the requests (a released buffer goes to the
-longest waiter, so small and large uploads cannot starve each other). Released
+time, in FIFO order of the requests (a released buffer goes to the longest
+waiter, so small and large uploads cannot starve each other). A request may
+name an ``owner`` (the store's caller passes who the upload is for); one owner
+holds at most ``owner_limit`` buffers at once, so one tenant's uploads, however
+many or slow, queue against its own share and leave the rest to the others. A
+waiter whose owner is at its limit is passed over, not blocking the waiters
+behind it; among one owner's requests the order stays FIFO. A request that gets
+no buffer within ``wait_seconds`` fails with
+:class:`~storage.errors.StorageBusy` instead of waiting for ever. Released
 buffers are kept and reused: allocating and freeing multi-megabyte buffers per
 part makes glibc ``malloc`` map and unmap (and page-fault) them every time.
 When the pool has been completely idle for ``idle_release_seconds`` it drops
@@ -17,13 +24,21 @@ its spare buffers so an idle process does not keep the peak in memory.
 
 Deadlock freedom rests on one rule the callers follow: a task holds at most one
 buffer that it is still filling, and acquires the next one only after handing
-that one to a part upload, whose completion does not depend on the pool.
+that one to a part upload, whose completion does not depend on the pool. The
+owner limit keeps it: the buffers an owner waits for are in part uploads, or
+being filled by its other tasks, none of which waits for the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Hashable
+
+from storage.errors import StorageBusy
+
+#: A queued request: the future its task awaits, and the owner it asks for.
+_Waiter = tuple[asyncio.Future[None], Hashable | None]
 
 
 class PartBuffer:
@@ -33,10 +48,11 @@ class PartBuffer:
     ``view`` a ``memoryview`` over it for copying chunks in without temporaries.
     """
 
-    __slots__ = ("_pool", "data", "view")
+    __slots__ = ("_owner", "_pool", "data", "view")
 
-    def __init__(self, pool: BufferPool, data: bytearray):
+    def __init__(self, pool: BufferPool, data: bytearray, owner: Hashable | None = None):
         self._pool: BufferPool | None = pool
+        self._owner = owner
         self.data = data
         self.view = memoryview(data)
 
@@ -54,23 +70,43 @@ class PartBuffer:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        pool._give_back(self.data if reuse else None)
+        pool._give_back(self.data if reuse else None, self._owner)
 
 
 class BufferPool:
-    """At most ``capacity`` part buffers of ``buffer_size`` bytes, lent in FIFO order."""
+    """At most ``capacity`` part buffers of ``buffer_size`` bytes, lent in FIFO order.
 
-    def __init__(self, buffer_size: int, capacity: int, *, idle_release_seconds: float = 30.0):
+    ``owner_limit`` caps the buffers one owner holds at once (``None``: only
+    ``capacity``); ``wait_seconds`` bounds each wait for a buffer (``None``: no
+    bound). Requests without an owner are bound by ``capacity`` alone.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        capacity: int,
+        *,
+        owner_limit: int | None = None,
+        wait_seconds: float | None = None,
+        idle_release_seconds: float = 30.0,
+    ):
         if buffer_size <= 0:
             raise ValueError("buffer_size must be positive")
         if capacity <= 0:
             raise ValueError("capacity must be positive")
+        if owner_limit is not None and owner_limit <= 0:
+            raise ValueError("owner_limit must be positive")
+        if wait_seconds is not None and wait_seconds <= 0:
+            raise ValueError("wait_seconds must be positive")
         self.buffer_size = buffer_size
         self.capacity = capacity
+        self.owner_limit = capacity if owner_limit is None else min(owner_limit, capacity)
+        self.wait_seconds = wait_seconds
         self.idle_release_seconds = idle_release_seconds
         self._in_use = 0
+        self._held: dict[Hashable, int] = {}
         self._free: list[bytearray] = []
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
         self._idle_since: float | None = None
         self._trim_handle: asyncio.TimerHandle | None = None
 
@@ -82,47 +118,89 @@ class BufferPool:
     @property
     def waiting(self) -> int:
         """Requests queued for a buffer."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        return sum(1 for waiter, _ in self._waiters if not waiter.done())
 
     @property
     def spare(self) -> int:
         """Released buffers kept for reuse."""
         return len(self._free)
 
-    async def acquire(self) -> PartBuffer:
-        """Wait for budget in FIFO order and lend a buffer.
+    def held_by(self, owner: Hashable) -> int:
+        """Buffers currently lent to (or promised to) ``owner``."""
+        return self._held.get(owner, 0)
 
-        Cancellation while waiting leaves the pool as it was (a buffer granted
-        to a waiter that is cancelled at the same moment passes to the next).
+    def can_lend(self, owner: Hashable | None = None) -> bool:
+        """Whether :meth:`acquire` for ``owner`` would lend a buffer without waiting."""
+        return self._in_use < self.capacity and self._may_take(owner)
+
+    async def acquire(self, owner: Hashable | None = None) -> PartBuffer:
+        """Wait for budget in FIFO order and lend a buffer, on behalf of ``owner``.
+
+        Raises :class:`~storage.errors.StorageBusy` when no buffer came free
+        within ``wait_seconds``. Cancellation or that timeout while waiting
+        leaves the pool as it was (a buffer granted to a waiter that is
+        cancelled at the same moment passes to the next).
         """
-        if self._in_use < self.capacity and not self._waiters:
-            self._in_use += 1
-            return self._lend()
+        # After every release the eligible waiters have been served, so a free
+        # slot here means every queued waiter is at its owner's limit: taking
+        # it passes no one who could have had it.
+        if self.can_lend(owner):
+            self._take(owner)
+            return self._lend(owner)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        entry = (waiter, owner)
+        self._waiters.append(entry)
         try:
-            await waiter
+            async with asyncio.timeout(self.wait_seconds):
+                await waiter
+        except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                return self._lend(owner)  # granted as the wait ran out: keep it
+            self._forget(entry)
+            assert self.wait_seconds is not None
+            own_share = owner is not None and self.held_by(owner) >= self.owner_limit
+            raise StorageBusy(self.wait_seconds, own_share=own_share) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 # Granted and cancelled in the same step: hand the slot on.
-                self._in_use -= 1
+                self._untake(owner)
                 self._wake()
             else:
-                waiter.cancel()
-                if waiter in self._waiters:  # _wake() may have dropped it already
-                    self._waiters.remove(waiter)
+                self._forget(entry)
             raise
-        return self._lend()
+        return self._lend(owner)
 
-    def _lend(self) -> PartBuffer:
+    def _may_take(self, owner: Hashable | None) -> bool:
+        return owner is None or self._held.get(owner, 0) < self.owner_limit
+
+    def _take(self, owner: Hashable | None) -> None:
+        self._in_use += 1
+        if owner is not None:
+            self._held[owner] = self._held.get(owner, 0) + 1
+
+    def _untake(self, owner: Hashable | None) -> None:
+        self._in_use -= 1
+        if owner is not None:
+            left = self._held[owner] - 1
+            if left:
+                self._held[owner] = left
+            else:
+                del self._held[owner]
+
+    def _forget(self, entry: _Waiter) -> None:
+        entry[0].cancel()
+        if entry in self._waiters:  # _wake() may have dropped it already
+            self._waiters.remove(entry)
+
+    def _lend(self, owner: Hashable | None) -> PartBuffer:
         self._idle_since = None
         data = self._free.pop() if self._free else bytearray(self.buffer_size)
-        return PartBuffer(self, data)
+        return PartBuffer(self, data, owner)
 
-    def _give_back(self, data: bytearray | None) -> None:
+    def _give_back(self, data: bytearray | None, owner: Hashable | None) -> None:
         if data is not None and len(self._free) < self.capacity:
             self._free.append(data)
-        self._in_use -= 1
+        self._untake(owner)
         self._wake()
         if self._in_use == 0 and self._free:
             self._schedule_trim()
@@ -130,11 +208,22 @@ class BufferPool:
     def _wake(self) -> None:
         # The slot is reserved for the woken waiter here, at release time, so a
         # newcomer calling acquire() before the waiter runs cannot take it.
+        # Waiters whose owner is at its limit keep their place in the queue.
+        if not self._waiters or self._in_use >= self.capacity:
+            return
+        kept: collections.deque[_Waiter] = collections.deque()
         while self._waiters and self._in_use < self.capacity:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._in_use += 1
+            entry = self._waiters.popleft()
+            waiter, owner = entry
+            if waiter.done():
+                continue
+            if self._may_take(owner):
+                self._take(owner)
                 waiter.set_result(None)
+            else:
+                kept.append(entry)
+        kept.extend(self._waiters)
+        self._waiters = kept
 
     def _schedule_trim(self) -> None:
         loop = asyncio.get_running_loop()

@@ -75,3 +75,21 @@ class RangeNotSatisfiable(StorageError):
             code="InvalidRange",
         )
         self.size = size
+
+
+class StorageBusy(StorageError):
+    """No part buffer could be lent to the upload within ``waited`` seconds; nothing was stored.
+
+    ``own_share`` is true when the upload's owner already held every buffer one
+    owner may hold (its own uploads are what it waited for), false when the
+    whole budget was taken. Retrying later may succeed.
+    """
+
+    def __init__(self, waited: float, *, own_share: bool):
+        whose = "its owner's share of the" if own_share else "the"
+        super().__init__(
+            f"no part buffer came free in {waited:g} seconds ({whose} buffer budget is in use)",
+            code="BufferBusy",
+        )
+        self.waited = waited
+        self.own_share = own_share

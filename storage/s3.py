@@ -15,6 +15,10 @@ Streaming upload (:meth:`S3ObjectStore.put_stream`)
     flight. Memory is therefore bounded per upload (in-flight parts plus one
     filling buffer) and per process (``buffer_budget_bytes``): an upload that
     needs a new buffer waits for one, and meanwhile stops reading its client.
+    The uploads of one ``owner`` together hold at most ``buffer_owner_share``
+    of the budget, and the wait for a buffer held by other uploads is bounded
+    (``buffer_wait_seconds``, then :class:`~storage.errors.StorageBusy`); an
+    upload with parts in flight first waits for one of those to finish.
 
     Request bodies: botocore accepts ``bytes``, ``bytearray`` and file-like
     objects (its parameter validation rejects a bare ``memoryview``), and
@@ -152,8 +156,11 @@ class S3Settings:
     ``part_size`` is the multipart part size and the size of each pooled buffer;
     ``part_concurrency`` bounds the parts in flight per upload and
     ``buffer_budget_bytes`` the part buffers of the whole store (rounded down to
-    whole buffers). ``timeout_seconds`` bounds connecting and every control call;
-    data calls get ``read_timeout`` per socket read.
+    whole buffers). An upload waits at most ``buffer_wait_seconds`` for a buffer
+    (``None``: no bound), and the uploads of one owner hold at most
+    ``buffer_owner_share`` of the buffers (at least one). ``timeout_seconds``
+    bounds connecting and every control call; data calls get ``read_timeout``
+    per socket read.
     """
 
     endpoint_url: str | None
@@ -164,6 +171,8 @@ class S3Settings:
     part_size: int = 8 * MiB
     part_concurrency: int = 4
     buffer_budget_bytes: int = 128 * MiB
+    buffer_wait_seconds: float | None = 10.0
+    buffer_owner_share: float = 0.5
     timeout_seconds: float = 10.0
     max_pool_connections: int = 64
 
@@ -176,6 +185,10 @@ class S3Settings:
             raise ValueError("part_concurrency must be at least 1")
         if self.buffer_budget_bytes < self.part_size:
             raise ValueError("buffer_budget_bytes must hold at least one part")
+        if self.buffer_wait_seconds is not None and self.buffer_wait_seconds <= 0:
+            raise ValueError("buffer_wait_seconds must be positive")
+        if not 0 < self.buffer_owner_share <= 1:
+            raise ValueError("buffer_owner_share must be above 0 and at most 1")
         if self.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         if self.max_pool_connections < 1:
@@ -190,6 +203,11 @@ class S3Settings:
     def buffer_count(self) -> int:
         """How many part buffers the budget holds."""
         return self.buffer_budget_bytes // self.part_size
+
+    @property
+    def buffer_owner_limit(self) -> int:
+        """How many part buffers the uploads of one owner may hold at once."""
+        return max(1, int(self.buffer_count * self.buffer_owner_share))
 
 
 def client_config(settings: S3Settings) -> Config:
@@ -481,6 +499,12 @@ class _PartUploads:
         if exc is not None and self._failure is None:
             self._failure = exc
 
+    async def wait_for_one(self) -> None:
+        """Wait until one of the parts in flight is done; raise a failure if there is one."""
+        if self._tasks and self._failure is None:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        self._raise_failure()
+
     async def wait(self) -> None:
         """Wait for every submitted part; raise the first failure as soon as it happens."""
         while self._tasks and self._failure is None:
@@ -508,10 +532,12 @@ class _StreamUpload:
         key: str,
         content_type: str,
         on_multipart_started: Callable[[str], Awaitable[None]] | None,
+        owner: str | None = None,
     ):
         self._store = store
         self._key = key
         self._content_type = content_type
+        self._owner = owner
         self._on_multipart_started = on_multipart_started
         self._part_size = store.settings.part_size
         self._staging = bytearray()
@@ -535,8 +561,15 @@ class _StreamUpload:
         offset, total = 0, len(data)
         while offset < total:
             if self._buffer is None:
-                # Holding no filling buffer while waiting: deadlock-free.
-                self._buffer = await self._store.pool.acquire()
+                # Holding no filling buffer while waiting: deadlock-free. When
+                # the pool has nothing for this owner now, a part of this upload
+                # finishing frees a buffer: that wait is on the object store
+                # (bounded by its timeouts), not on other uploads' clients, so
+                # it is not counted against the pool's wait limit.
+                pool = self._store.pool
+                if self._upload is not None and not pool.can_lend(self._owner):
+                    await self._upload.wait_for_one()
+                self._buffer = await pool.acquire(self._owner)
                 self._filled = 0
             elif self._filled == self._part_size:
                 # A full buffer is only sent once more bytes prove it is not the
@@ -661,7 +694,12 @@ class S3ObjectStore:
         self.settings = settings
         self.lean = lean
         self._observer = observer
-        self.pool = BufferPool(settings.part_size, settings.buffer_count)
+        self.pool = BufferPool(
+            settings.part_size,
+            settings.buffer_count,
+            owner_limit=settings.buffer_owner_limit,
+            wait_seconds=settings.buffer_wait_seconds,
+        )
         # Control calls move little data; data calls may wait read_timeout per read.
         self._control_timeout = settings.timeout_seconds * 3
         self._data_timeout = settings.read_timeout * 3
@@ -813,12 +851,14 @@ class S3ObjectStore:
         max_bytes: int,
         content_type: str = "application/octet-stream",
         on_multipart_started: Callable[[str], Awaitable[None]] | None = None,
+        owner: str | None = None,
     ) -> StoredObject:
         """Stream ``chunks`` into ``key``; see :meth:`storage.base.ObjectStore.put_stream`.
 
         ``max_bytes`` must fit in ``MAX_PARTS`` parts of ``part_size``
         (:class:`ValueError` otherwise). ``on_multipart_started`` runs while the
         upload holds one full part buffer; it must not wait for other uploads.
+        ``owner`` counts the upload's part buffers against that owner's share.
         """
         if max_bytes < 0:
             raise ValueError("max_bytes must not be negative")
@@ -827,7 +867,7 @@ class S3ObjectStore:
         digest = hashlib.sha256()
         size = 0
         head = bytearray()
-        upload = _StreamUpload(self, key, content_type, on_multipart_started)
+        upload = _StreamUpload(self, key, content_type, on_multipart_started, owner)
         try:
             async for chunk in chunks:
                 if not chunk:

@@ -19,6 +19,7 @@ from storage import (
     RangeNotSatisfiable,
     S3ObjectStore,
     S3Settings,
+    StorageBusy,
     StorageUnavailable,
 )
 
@@ -346,6 +347,68 @@ async def test_cancelled_while_waiting_for_budget_releases_everything(
         assert stored.size == MiB
         assert store.pool.in_use == 0 and store.pool.waiting == 0
     assert [info.key async for info in store_list(tight, prefix)] == [prefix + "holder"]
+
+
+async def test_an_owner_over_its_share_waits_a_bounded_time_while_others_upload(
+    settings: S3Settings, prefix: str
+) -> None:
+    tight = replace(
+        settings, buffer_budget_bytes=4 * PART, buffer_owner_share=0.5, buffer_wait_seconds=0.3
+    )
+    async with S3ObjectStore.connect(tight) as store:
+        gate = asyncio.Event()
+
+        async def holds_a_buffer() -> AsyncIterator[bytes]:
+            yield os.urandom(1 * MiB)  # beyond the staging area: takes a buffer
+            await gate.wait()
+
+        holders = [
+            asyncio.create_task(
+                store.put_stream(f"{prefix}a{n}", holds_a_buffer(), max_bytes=PART, owner="a")
+            )
+            for n in range(2)
+        ]
+        deadline = time.monotonic() + 5
+        while store.pool.held_by("a") < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert store.pool.held_by("a") == 2
+        with pytest.raises(StorageBusy) as info:
+            await store.put_stream(
+                prefix + "a-more", chunked(os.urandom(2 * MiB)), max_bytes=PART, owner="a"
+            )
+        assert info.value.own_share
+        other = await store.put_stream(
+            prefix + "b", chunked(os.urandom(PART + MiB)), max_bytes=2 * PART, owner="b"
+        )
+        assert other.size == PART + MiB
+        gate.set()
+        assert [(await holder).size for holder in holders] == [MiB, MiB]
+        assert store.pool.in_use == 0 and store.pool.waiting == 0
+        keys = [info.key async for info in store.list_objects(prefix)]
+        assert keys == [prefix + "a0", prefix + "a1", prefix + "b"]
+        assert await store.list_incomplete_uploads(prefix) == []
+
+
+async def test_waiting_for_its_own_slow_parts_is_not_a_pool_timeout(
+    settings: S3Settings, prefix: str
+) -> None:
+    """At its share with parts in flight, an upload waits for the store, not the pool."""
+    tight = replace(
+        settings, buffer_budget_bytes=2 * PART, buffer_owner_share=0.5, buffer_wait_seconds=0.3
+    )
+    async with S3ObjectStore.connect(tight) as store:
+
+        async def slow_part(**_: Any) -> None:
+            await asyncio.sleep(1.0)  # each part takes longer than the pool's wait limit
+
+        store.client.meta.events.register("before-send.s3.UploadPart", slow_part)
+        data = os.urandom(2 * PART + MiB)
+        stored = await store.put_stream(
+            prefix + "slow-parts", chunked(data), max_bytes=3 * PART, owner="a"
+        )
+        assert stored.size == len(data)
+        assert stored.sha256 == hashlib.sha256(data).hexdigest()
+        assert store.pool.in_use == 0 and store.pool.waiting == 0
 
 
 async def store_list(settings: S3Settings, prefix: str) -> AsyncIterator[object]:

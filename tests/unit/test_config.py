@@ -38,6 +38,11 @@ def test_defaults_match_the_design() -> None:
             "twice",
         ),
         ("GATEWAY_AUTH_JWT_PUBLIC_KEYS", "/nonexistent/jwks.json", "cannot read"),
+        ("GATEWAY_BODY_MIN_RATE_BYTES_PER_SECOND", "-1", "at least 0"),
+        ("GATEWAY_BODY_MIN_RATE_WINDOW_SECONDS", "0", "at least 0.1"),
+        ("GATEWAY_S3_BUFFER_WAIT_SECONDS", "0", "at least 0.1"),
+        ("GATEWAY_S3_BUFFER_SHARE", "1.5", "at most 1.0"),
+        ("GATEWAY_S3_BUFFER_SHARE", "0", "at least 0.01"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
@@ -46,6 +51,26 @@ def test_bad_values_name_the_variable(variable: str, value: str, message: str) -
     assert info.value.variable == variable
     assert message in str(info.value)
     assert str(info.value).startswith(variable + ":")
+
+
+def test_slow_upload_limits_default_and_parse() -> None:
+    config = Config.from_env({})
+    assert config.body_min_rate_bytes_per_second == 1024
+    assert config.body_min_rate_window_seconds == 30.0
+    assert config.s3_buffer_wait_seconds == 10.0
+    assert config.s3_buffer_share == 0.5
+    config = Config.from_env(
+        {
+            "GATEWAY_BODY_MIN_RATE_BYTES_PER_SECOND": "0",
+            "GATEWAY_BODY_MIN_RATE_WINDOW_SECONDS": "5",
+            "GATEWAY_S3_BUFFER_WAIT_SECONDS": "2.5",
+            "GATEWAY_S3_BUFFER_SHARE": "1",
+        }
+    )
+    assert config.body_min_rate_bytes_per_second == 0
+    assert config.body_min_rate_window_seconds == 5.0
+    assert config.s3_buffer_wait_seconds == 2.5
+    assert config.s3_buffer_share == 1.0
 
 
 def test_signing_keys_first_signs(tmp_path) -> None:

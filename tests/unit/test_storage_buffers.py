@@ -1,4 +1,5 @@
-"""The shared part-buffer budget: limits, FIFO order, cancellation, reuse, no deadlock."""
+"""The shared part-buffer budget: limits, FIFO order, cancellation, reuse, no deadlock,
+bounded waits and the per-owner share."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import pytest
 
 from storage.buffers import BufferPool, PartBuffer
+from storage.errors import StorageBusy
 
 
 async def _settle() -> None:
@@ -129,6 +131,114 @@ def test_rejects_empty_budget() -> None:
         BufferPool(0, 1)
     with pytest.raises(ValueError):
         BufferPool(1, 0)
+    with pytest.raises(ValueError):
+        BufferPool(1, 1, owner_limit=0)
+    with pytest.raises(ValueError):
+        BufferPool(1, 1, wait_seconds=0)
+
+
+async def test_a_wait_that_runs_out_raises_busy_and_leaves_the_pool_as_it_was() -> None:
+    pool = BufferPool(8, 1, wait_seconds=0.05)
+    held = await pool.acquire()
+    with pytest.raises(StorageBusy) as info:
+        await pool.acquire()
+    assert info.value.waited == 0.05 and not info.value.own_share
+    assert pool.in_use == 1 and pool.waiting == 0
+    held.release()
+    again = await pool.acquire()
+    assert pool.in_use == 1
+    again.release()
+    assert pool.in_use == 0
+
+
+async def test_one_owner_holds_at_most_its_share_and_others_pass_its_waiters() -> None:
+    pool = BufferPool(8, 4, owner_limit=2)
+    a1, a2 = await pool.acquire("a"), await pool.acquire("a")
+    a3 = asyncio.create_task(pool.acquire("a"))
+    await _settle()
+    assert not a3.done() and pool.held_by("a") == 2
+    # Buffers are free: another owner (or no owner) is not queued behind "a".
+    b1 = await asyncio.wait_for(pool.acquire("b"), 1)
+    anyone = await asyncio.wait_for(pool.acquire(), 1)
+    assert pool.in_use == 4 and pool.held_by("b") == 1
+    a1.release()
+    lent = await asyncio.wait_for(a3, 1)
+    assert pool.held_by("a") == 2 and pool.in_use == 4
+    for buffer in (a2, lent, b1, anyone):
+        buffer.release()
+    assert pool.in_use == 0 and pool.held_by("a") == 0 and pool.waiting == 0
+
+
+async def test_a_capped_owner_keeps_its_place_and_its_own_order() -> None:
+    pool = BufferPool(8, 3, owner_limit=2)
+    a1, a2, b1 = await pool.acquire("a"), await pool.acquire("a"), await pool.acquire("b")
+    served: list[str] = []
+
+    async def wait_turn(owner: str, name: str) -> PartBuffer:
+        buffer = await pool.acquire(owner)
+        served.append(name)
+        return buffer
+
+    a3 = asyncio.create_task(wait_turn("a", "a3"))
+    await _settle()
+    a4 = asyncio.create_task(wait_turn("a", "a4"))
+    await _settle()
+    b2 = asyncio.create_task(wait_turn("b", "b2"))
+    await _settle()
+    assert pool.waiting == 3
+    b1.release()  # "a" is at its share: the buffer goes to the first waiter that may take it
+    await asyncio.wait_for(b2, 1)
+    assert served == ["b2"]
+    a1.release()
+    await asyncio.wait_for(a3, 1)
+    a2.release()
+    await asyncio.wait_for(a4, 1)
+    assert served == ["b2", "a3", "a4"]
+    for task in (a3, a4, b2):
+        task.result().release()
+    assert pool.in_use == 0 and pool.waiting == 0
+
+
+async def test_one_owners_waiters_are_served_in_their_order() -> None:
+    pool = BufferPool(8, 4, owner_limit=1)
+    a1 = await pool.acquire("a")
+    first = asyncio.create_task(pool.acquire("a"))
+    await _settle()
+    second = asyncio.create_task(pool.acquire("a"))
+    await _settle()
+    a1.release()
+    lent = await asyncio.wait_for(first, 1)
+    await _settle()
+    assert not second.done()
+    lent.release()
+    (await asyncio.wait_for(second, 1)).release()
+    assert pool.in_use == 0
+
+
+async def test_waiting_for_the_own_share_is_reported_as_such() -> None:
+    pool = BufferPool(8, 4, owner_limit=1, wait_seconds=0.05)
+    held = await pool.acquire("a")
+    with pytest.raises(StorageBusy) as info:
+        await pool.acquire("a")
+    assert info.value.own_share
+    other = await pool.acquire("b")
+    assert pool.in_use == 2 and pool.waiting == 0
+    held.release()
+    other.release()
+    assert pool.in_use == 0 and pool.held_by("a") == 0
+
+
+async def test_cancelled_capped_waiter_leaves_the_queue() -> None:
+    pool = BufferPool(8, 2, owner_limit=1)
+    held = await pool.acquire("a")
+    doomed = asyncio.create_task(pool.acquire("a"))
+    await _settle()
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert pool.waiting == 0 and pool.held_by("a") == 1
+    held.release()
+    assert pool.in_use == 0 and pool.held_by("a") == 0
 
 
 async def test_many_uploads_sharing_a_small_budget_all_finish() -> None:
@@ -165,5 +275,40 @@ async def test_many_uploads_sharing_a_small_budget_all_finish() -> None:
 
     await asyncio.wait_for(asyncio.gather(*(upload(rng.randint(1, 8)) for _ in range(12))), 10)
     assert peak <= 3
+    assert pool.in_use == 0 and pool.waiting == 0
+    pool.close()
+
+
+async def test_owners_sharing_a_small_budget_all_finish_within_their_share() -> None:
+    """The one-filling-buffer rule still rules out deadlock when owners are capped.
+
+    Twelve uploads of three owners share 4 buffers, each owner at most 2 at once;
+    all must finish, and no owner may ever hold more than its share.
+    """
+    rng = random.Random(11)
+    pool = BufferPool(64, 4, owner_limit=2)
+    peak: dict[str, int] = {}
+
+    async def part(buffer: PartBuffer, slots: asyncio.Semaphore) -> None:
+        try:
+            await asyncio.sleep(rng.random() / 500)
+        finally:
+            buffer.release()
+            slots.release()
+
+    async def upload(owner: str, parts: int) -> None:
+        slots = asyncio.Semaphore(2)
+        tasks = []
+        for _ in range(parts):
+            buffer = await pool.acquire(owner)
+            peak[owner] = max(peak.get(owner, 0), pool.held_by(owner))
+            await asyncio.sleep(rng.random() / 1000)
+            await slots.acquire()
+            tasks.append(asyncio.create_task(part(buffer, slots)))
+        await asyncio.gather(*tasks)
+
+    uploads = [upload("abc"[n % 3], rng.randint(1, 8)) for n in range(12)]
+    await asyncio.wait_for(asyncio.gather(*uploads), 10)
+    assert set(peak) == {"a", "b", "c"} and max(peak.values()) <= 2
     assert pool.in_use == 0 and pool.waiting == 0
     pool.close()

@@ -179,6 +179,8 @@ def test_settings_hide_the_secret() -> None:
     settings = _settings()
     assert "very-secret" not in repr(settings)
     assert settings.buffer_count == 16
+    assert settings.buffer_owner_limit == 8
+    assert _settings(buffer_owner_share=0.01).buffer_owner_limit == 1
     assert settings.read_timeout == 60
 
 
@@ -191,6 +193,9 @@ def test_settings_hide_the_secret() -> None:
         {"buffer_budget_bytes": 1024},
         {"timeout_seconds": 0},
         {"max_pool_connections": 0},
+        {"buffer_wait_seconds": 0},
+        {"buffer_owner_share": 0},
+        {"buffer_owner_share": 1.5},
     ],
 )
 def test_settings_reject_unusable_values(overrides: dict[str, Any]) -> None:
