@@ -46,7 +46,9 @@ _PROBLEM_TEXT = {
     404: "not_found (also for artifacts of other projects and invisible ones)",
     408: "body_too_slow: the request body arrived below the minimum rate",
     409: "idempotency_conflict or claim_conflict",
-    410: "artifact_deleted",
+    410: "artifact_deleted (content, signed URL, or an Idempotency-Key replay of a deleted "
+    "artifact)",
+    417: "expectation_failed: an Expect other than 100-continue",
     413: "artifact_too_large or quota_exceeded",
     415: "unsupported_media_type: a publish that is not multipart/form-data, a JSON body "
     "sent as another type",
@@ -174,6 +176,12 @@ _SCHEMAS: dict[str, Any] = {
             "created_by": {"type": "string"},
             "description": {"type": ["string", "null"]},
             "metadata": {"type": "object"},
+            "metadata_omitted": {
+                "type": "string",
+                "enum": ["unreadable"],
+                "description": "present when stored metadata could not be served (it is "
+                "then `{}`); rows written under today's input limits never have it",
+            },
             "derived_from": {"type": "array", "items": {"type": "string"}},
         },
     },
@@ -310,7 +318,8 @@ def _paths() -> dict[str, Any]:
             "description": {"type": "string", "maxLength": 4096},
             "metadata": {
                 "type": "object",
-                "description": "a JSON object, at most 16 KiB encoded",
+                "description": "a JSON object, at most 16 KiB encoded and 32 levels deep; "
+                "no NaN/Infinity, NUL or lone surrogates",
             },
             # One part holding a JSON array: a string here, since generators send an array
             # property as repeated parts, which the gateway refuses.
@@ -446,7 +455,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "201": _json(_ref("ArtifactRef"), "published"),
                     "200": _json(_ref("ArtifactRef"), "replay of an Idempotency-Key"),
-                    **_problems(400, 401, 403, 408, 409, 413, 415, 503),
+                    **_problems(400, 401, 403, 408, 409, 410, 413, 415, 503),
                 },
             },
             "get": {
@@ -468,7 +477,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_PROJECT],
                 "responses": {
                     "200": _json(_ref("Quota"), "quota"),
-                    **_problems(400, 401, 403, 503),
+                    **_problems(400, 401, 403, 404, 503),
                 },
             }
         },
@@ -492,7 +501,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("Quota"), "quota"),
-                    **_problems(400, 401, 403, 415, 503),
+                    **_problems(400, 401, 403, 404, 415, 503),
                 },
             }
         },
@@ -605,9 +614,14 @@ def _paths() -> dict[str, Any]:
 
 
 def _with_common_problems(paths: dict[str, Any]) -> dict[str, Any]:
-    """Every project-scoped operation can answer 400 (a malformed id) and 503."""
+    """Every project-scoped operation can answer 400 (a malformed id) and 503; every
+    operation with a body 417 (an Expect other than 100-continue)."""
     for operations in paths.values():
         for operation in operations.values():
+            if "requestBody" in operation:
+                operation["responses"].setdefault(
+                    "417", {"$ref": "#/components/responses/Problem417"}
+                )
             if _PROJECT in operation.get("parameters", []):
                 for status in (400, 503):
                     operation["responses"].setdefault(

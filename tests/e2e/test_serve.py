@@ -469,3 +469,44 @@ async def test_workers_share_one_socket_and_drain(backends, tmp_path, project, h
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", gw.port)
     assert second != first
+
+
+async def test_protocol_errors_are_problems_logged_in_one_line(
+    backends, tmp_path, project, http
+) -> None:
+    """aiohttp's own refusals (a header line too long) answer problem+json, echo
+    nothing of the request, and log one JSON line without the token's bytes; a
+    JSON answer's access line counts its body bytes."""
+    secretish = "eyJ" + "Q" * 9000  # past aiohttp's 8190-byte header line limit
+    with serve(backends, tmp_path) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(
+            f"GET /v1/projects/{project}/artifacts HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {secretish}.a.b\r\n\r\n".encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400", head
+        assert b"application/problem+json" in head
+        assert json.loads(body)["code"] == "invalid_request"
+        assert b"QQQQ" not in answer
+        async with http.get(f"{gw.base}/v1/projects/{project}/artifacts", headers=READER) as resp:
+            listing = await resp.read()
+    text = gw.log.read_text()
+    assert "QQQQ" not in text
+    assert "Traceback" not in text
+    for raw in text.splitlines():
+        if raw.strip():
+            json.loads(raw)  # every line is one JSON object
+    lines = gw.log_lines()
+    assert any(line.get("event") == "http.protocol_error" for line in lines)
+    access = [
+        line
+        for line in lines
+        if line.get("event") == "http.request"
+        and line.get("route") == "/v1/projects/{project}/artifacts"
+    ]
+    assert access[-1]["bytes_out"] == len(listing) > 0
