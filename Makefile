@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint format bench bench-smoke soak clean
 
-$(STAMP): pyproject.toml
+# gateway/__init__.py holds the version: a new one reinstalls, so the installed metadata follows.
+$(STAMP): pyproject.toml gateway/__init__.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from gateway import __version__
 from gateway.config import Config, ConfigError, SigningKey
 
 if TYPE_CHECKING:
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="artifact-gateway",
         description="Artifact ingestion gateway. Configuration comes from GATEWAY_* variables.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser(
         "dev", help="run the gateway on an embedded Postgres and SeaweedFS"
