@@ -59,9 +59,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config.require_keys()
     except ConfigError as exc:
         _fail(str(exc))
-    if args.workers < 1:
+    if args.workers is None:
+        from gateway.server import usable_cpus
+
+        workers = usable_cpus()
+    elif args.workers < 1:
         _fail("--workers must be at least 1")
-    _run_server(config, _listen(config), args.workers)
+    else:
+        workers = args.workers
+    _run_server(config, _listen(config), workers)
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
@@ -295,8 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes sharing the port (default: one per core)",
+        default=None,
+        help=(
+            "worker processes sharing the port (default: the CPUs this process may use: "
+            "its CPU affinity, capped by a cgroup CPU quota)"
+        ),
     )
     serve.set_defaults(func=cmd_serve)
     gc = sub.add_parser("gc", help="sweep orphaned objects and incomplete uploads")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import shutil
@@ -28,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from gateway.config import Config
@@ -36,6 +38,103 @@ RESTART_BACKOFF_SECONDS = 1.0
 CANCEL_AFTER_DRAIN_SECONDS = 1.0
 BACKLOG = 1024
 METRICS_BACKLOG = 128
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def usable_cpus(cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """The CPUs this process may use: the default of ``serve --workers``.
+
+    The CPUs of its affinity mask (``taskset``, a cpuset), else all of them,
+    capped by a cgroup CPU quota (a container's CPU limit), rounded up; at least 1.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity mask on this platform
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root, proc_self_cgroup)
+    if quota is not None:
+        cpus = min(cpus, quota)
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(
+    cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP
+) -> int | None:
+    """Whole CPUs the cgroup CPU quota allows (rounded up), None when unlimited or unknown.
+
+    cgroup v2 (``cpu.max``: ``max 100000`` is no limit, ``200000 100000`` is 2 CPUs)
+    and v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, -1 is no limit), in this
+    process's cgroup (from ``/proc/self/cgroup``) and each of its ancestors, the
+    tightest one winning. In a container whose cgroup is mounted as the root, the
+    root's own files are the container's limit.
+    """
+    v2_path = "/"
+    v1: list[tuple[str, str]] = []
+    try:
+        lines = proc_self_cgroup.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            v2_path = path
+        elif "cpu" in controllers.split(","):
+            v1.append((controllers, path))
+    if not v1:
+        v1 = [("cpu", "/")]
+    limits = [_v2_limit(folder) for folder in _folders(cgroup_root, v2_path)]
+    for controllers, path in v1:
+        for mount in dict.fromkeys([controllers, "cpu", "cpu,cpuacct"]):
+            limits.extend(_v1_limit(folder) for folder in _folders(cgroup_root / mount, path))
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def _folders(mount: Path, path: str) -> list[Path]:
+    """The cgroup folder of ``path`` under ``mount`` and its ancestors up to ``mount``."""
+    leaf = mount.joinpath(*[part for part in path.split("/") if part not in ("", ".", "..")])
+    return [leaf, *[folder for folder in leaf.parents if folder.is_relative_to(mount)]]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cpus(quota: str, period: str) -> int | None:
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    if q <= 0 or p <= 0:  # "-1" in v1: no limit
+        return None
+    return max(1, math.ceil(q / p))
+
+
+def _v2_limit(folder: Path) -> int | None:
+    text = _read(folder / "cpu.max")
+    if not text:
+        return None
+    fields = text.split()
+    if fields[0] == "max":
+        return None
+    return _cpus(fields[0], fields[1] if len(fields) > 1 else "100000")
+
+
+def _v1_limit(folder: Path) -> int | None:
+    quota = _read(folder / "cpu.cfs_quota_us")
+    period = _read(folder / "cpu.cfs_period_us")
+    if quota is None or period is None:
+        return None
+    return _cpus(quota, period)
 
 
 class ListenError(Exception):
