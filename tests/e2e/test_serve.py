@@ -172,6 +172,39 @@ async def test_logs_are_json_with_request_context_and_no_secrets(
     } <= events
 
 
+async def test_library_logs_are_json_lines_at_the_configured_level(
+    backends, tmp_path, project, http
+) -> None:
+    """At GATEWAY_LOG_LEVEL=debug the libraries' records (asyncio's) are JSON lines
+    naming their logger; the S3 client's debug records (signed headers, bodies) are not
+    logged; nothing but JSON lines reaches stderr."""
+    with serve(backends, tmp_path, GATEWAY_LOG_LEVEL="debug") as gw:
+        lease = await claim(http, gw.base, project)
+        async with http.post(
+            f"{gw.base}/v1/projects/{project}/artifacts",
+            data=form(b"hello"),
+            headers={"X-Mobius-Lease-Token": lease["lease_token"]},
+        ) as resp:
+            assert resp.status == 201
+    text = gw.log.read_text()
+    assert lease["lease_token"] not in text
+    for raw in text.splitlines():
+        if raw.strip():
+            json.loads(raw)  # every line is one JSON object
+    lines = gw.log_lines()
+    selector = [line for line in lines if line.get("logger") == "asyncio"]
+    assert any(line["event"].startswith("Using selector") for line in selector), selector
+    assert all(line["level"] == "debug" for line in selector)
+    assert not [
+        line
+        for line in lines
+        if str(line.get("logger", "")).startswith(("botocore", "aiobotocore"))
+        and line["level"] == "debug"
+    ]
+    own = [line for line in lines if line.get("event") == "http.request"]
+    assert own and all(line["logger"] == "gateway.http" for line in own)
+
+
 def _worker_pids(gw: Gateway) -> list[int]:
     return [line["pid"] for line in gw.log_lines() if line.get("event") == "gateway.listening"]
 

@@ -1,0 +1,149 @@
+"""Library logs (the standard library's ``logging``) come out as the gateway's own:
+one JSON line per record, in one write, with ``logger``, redacted.
+
+Each case runs in a fresh interpreter: logging configuration is process-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"
+
+# Records every write() to stderr, then prints them as JSON on stdout at exit.
+PRELUDE = """
+import atexit, io, json, logging, sys
+
+class Recorder(io.TextIOBase):
+    def __init__(self):
+        self.writes = []
+    def write(self, text):
+        self.writes.append(text)
+        return len(text)
+    def flush(self):
+        pass
+
+recorder = sys.stderr = Recorder()
+atexit.register(lambda: print(json.dumps(recorder.writes)))
+from gateway.logs import configure_logging, get_logger
+"""
+
+
+def run(body: str) -> list[str]:
+    """The writes to stderr of ``body`` run after PRELUDE in a new interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    writes: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return writes
+
+
+def lines(writes: list[str]) -> list[dict[str, Any]]:
+    """Each write is exactly one line, and each line one JSON object."""
+    for write in writes:
+        assert write.endswith("\n") and write.count("\n") == 1, write
+    return [json.loads(write) for write in writes]
+
+
+def test_a_library_error_with_a_traceback_is_one_redacted_json_line() -> None:
+    writes = run(
+        f"""
+        configure_logging("info")
+        try:
+            raise RuntimeError("inner {JWT}")
+        except RuntimeError:
+            logging.getLogger("aiohttp.server").error("boom %s", "{JWT}", exc_info=True)
+        """
+    )
+    assert len(writes) == 1
+    (line,) = lines(writes)
+    assert line["logger"] == "aiohttp.server"
+    assert line["level"] == "error"
+    assert line["event"] == "boom [redacted]"
+    assert "Traceback" in line["exception"] and "RuntimeError" in line["exception"]
+    assert "ts" in line
+    assert JWT not in writes[0] and "eyJhbGci" not in writes[0]
+
+
+def test_the_gateways_own_lines_name_their_logger_too() -> None:
+    writes = run(
+        f"""
+        log = get_logger("gateway.publish")  # before configuring, as modules do
+        configure_logging("info")
+        log.info("artifact.published", token="{JWT}")
+        logging.getLogger("asyncpg.pool").warning("pool %d", 3)
+        """
+    )
+    own, library = lines(writes)
+    assert own["logger"] == "gateway.publish" and own["event"] == "artifact.published"
+    assert own["token"] == "[redacted]"
+    assert library == library | {"logger": "asyncpg.pool", "level": "warning", "event": "pool 3"}
+
+
+def test_the_level_applies_to_library_records() -> None:
+    writes = run(
+        """
+        configure_logging("warning")
+        logging.getLogger("aiohttp.server").info("hidden")
+        logging.getLogger("asyncio").warning("shown")
+        """
+    )
+    assert [line["event"] for line in lines(writes)] == ["shown"]
+
+
+def test_debug_shows_library_debug_but_not_the_s3_clients() -> None:
+    """botocore's debug records carry signed headers and request bodies."""
+    writes = run(
+        """
+        configure_logging("debug")
+        logging.getLogger("asyncio").debug("selector")
+        logging.getLogger("botocore.endpoint").debug("Sending http request: Signature=abc")
+        logging.getLogger("aiobotocore.endpoint").debug("body")
+        logging.getLogger("botocore.credentials").info("Found credentials")
+        """
+    )
+    events = [(line["logger"], line["event"]) for line in lines(writes)]
+    assert events == [("asyncio", "selector"), ("botocore.credentials", "Found credentials")]
+
+
+def test_configuring_twice_does_not_double_lines() -> None:
+    writes = run(
+        """
+        configure_logging("info")
+        configure_logging("info")
+        logging.getLogger("aiohttp.web").info("once")
+        """
+    )
+    assert [line["event"] for line in lines(writes)] == ["once"]
+
+
+def test_warnings_and_unretrieved_task_errors_are_lines_too() -> None:
+    writes = run(
+        """
+        import asyncio, gc, warnings
+        configure_logging("info")
+        warnings.warn("careful", UserWarning)
+
+        async def main():
+            async def fail():
+                raise ValueError("lost")
+            task = asyncio.ensure_future(fail())
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            del task
+            gc.collect()
+
+        asyncio.run(main())
+        """
+    )
+    by_logger = {line["logger"]: line for line in lines(writes)}
+    assert "careful" in by_logger["py.warnings"]["event"]
+    assert "ValueError: lost" in by_logger["asyncio"]["exception"]
