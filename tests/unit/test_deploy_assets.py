@@ -418,6 +418,9 @@ def test_dockerfile() -> None:
     assert "apt-get" not in runs and "gcc" not in runs
     build = " ".join(rest for word, rest in instructions if word == "RUN")
     assert "pip wheel" in build and "[dev]" not in build
+    copied = " ".join(rest for word, rest in instructions if word == "COPY").split()
+    for needed in ("pyproject.toml", "README.md", "LICENSE"):  # the wheel's readme and license
+        assert needed in copied
     single = {word: rest for word, rest in final}
     assert single["USER"].split(":")[0] == "10001"
     assert json.loads(single["ENTRYPOINT"]) == ["artifact-gateway"]
