@@ -1,8 +1,12 @@
 """The composition root: ``create_app(config)`` wires every part of the gateway.
 
-Resources (the asyncpg pool, the S3 object store, background tasks) each live in
-one ``cleanup_ctx`` context manager; app state is reached only through the typed
-``web.AppKey`` constants below.
+Resources (the asyncpg pool, the S3 object store, the LISTEN connection, the
+periodic gc) each live in one ``cleanup_ctx`` context manager; app state is
+reached only through the typed ``web.AppKey`` constants of
+:mod:`gateway.api.state`. Backends are built by :mod:`gateway.backends`.
+
+This is the one module outside :mod:`gateway.api` that speaks ``aiohttp.web``
+(the import contracts in ``pyproject.toml`` name it as the exemption).
 """
 
 from __future__ import annotations
@@ -14,57 +18,37 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from gateway import api, events, gc, metrics
-from gateway.auth import PrincipalVerifier
-from gateway.config import Config
-from gateway.middleware import echo_request_id, error_middleware, request_context_middleware
-from gateway.state import (
+from gateway import backends, gc, metrics
+from gateway.api import setup_routes
+from gateway.api.middleware import (
+    echo_request_id,
+    error_middleware,
+    request_context_middleware,
+)
+from gateway.api.state import (
     CLAIM_CACHE,
     CONFIG,
     DB,
     DRAIN,
+    EVENT_HUB,
+    EVENTS_HEARTBEAT_SECONDS,
     LEASE_TOKENS,
     PRINCIPALS,
     STORE,
     Drain,
 )
+from gateway.auth import PrincipalVerifier
+from gateway.config import Config
+from gateway.events import HEARTBEAT_SECONDS, EventHub
 from leases import ClaimCache, LeaseKey, LeaseTokens
-from storage import S3ObjectStore, S3Settings
 
 # Multipart bodies are streamed; this only bounds non-streamed bodies (JSON requests).
 MAX_JSON_BODY = 64 * 1024
 POOL_GAUGE_SECONDS = 2.0
 
 
-def s3_settings(config: Config) -> S3Settings:
-    return S3Settings(
-        endpoint_url=config.s3_endpoint_url,
-        bucket=config.s3_bucket,
-        region=config.s3_region,
-        access_key_id=config.s3_access_key_id,
-        secret_access_key=config.s3_secret_access_key,
-        part_size=config.s3_part_size,
-        part_concurrency=config.s3_part_concurrency,
-        buffer_budget_bytes=config.s3_buffer_budget_bytes,
-        buffer_wait_seconds=config.s3_buffer_wait_seconds,
-        buffer_owner_share=config.s3_buffer_share,
-        timeout_seconds=config.backend_timeout_seconds,
-    )
-
-
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    assert config.database_url, "GATEWAY_DATABASE_URL is required"
-    pool = await asyncpg.create_pool(
-        config.database_url,
-        init=_instrument_connection,
-        reset=_keep_session,
-        min_size=config.db_pool_min,
-        max_size=config.db_pool_max,
-        timeout=config.backend_timeout_seconds,
-        command_timeout=config.backend_timeout_seconds * 3,
-        max_inactive_connection_lifetime=300,
-    )
+    pool = await backends.create_pool(app[CONFIG])
     app[DB] = pool
     gauges = asyncio.create_task(_pool_gauges(pool))
     try:
@@ -76,22 +60,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
-async def _instrument_connection(conn: asyncpg.Connection) -> None:
-    conn.add_query_logger(metrics.query_logger)
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Release a pooled connection without asyncpg's default reset round trip.
-
-    asyncpg always rolls back a transaction left open. Its default reset also
-    runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` — one more
-    round trip on every release, for session state the gateway's pooled
-    connections never keep: LISTEN has its own connection, no ``SET`` or cursor
-    outlives a transaction, and the one session lock (gc's) is released by gc
-    itself or its connection is closed.
-    """
-
-
 async def _pool_gauges(pool: asyncpg.Pool) -> None:
     while True:
         metrics.update_pool(pool)
@@ -99,10 +67,34 @@ async def _pool_gauges(pool: asyncpg.Pool) -> None:
 
 
 async def _object_store(app: web.Application) -> AsyncIterator[None]:
-    observer = metrics.storage_observer(S3ObjectStore.backend_name)
-    async with S3ObjectStore.connect(s3_settings(app[CONFIG]), observer=observer) as store:
+    async with backends.object_store(app[CONFIG]) as store:
         app[STORE] = store
         yield
+
+
+async def _listener(app: web.Application) -> AsyncIterator[None]:
+    """The process's one LISTEN connection: it wakes live event streams and evicts
+    released claims from the claim cache; closed (with its streams) at shutdown."""
+    config = app[CONFIG]
+    hub = EventHub(
+        lambda: backends.connect(config),
+        heartbeat_seconds=app.get(EVENTS_HEARTBEAT_SECONDS, HEARTBEAT_SECONDS),
+        connect_timeout=config.backend_timeout_seconds,
+        claims=app[CLAIM_CACHE],
+    )
+    app[EVENT_HUB] = hub
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.close()
+
+
+async def _close_streams(app: web.Application) -> None:
+    """``on_shutdown``: end live streams before the server waits for its handlers."""
+    hub = app.get(EVENT_HUB)
+    if hub is not None:
+        await hub.close()
 
 
 async def _periodic_gc(app: web.Application) -> AsyncIterator[None]:
@@ -146,7 +138,8 @@ def create_app(config: Config) -> web.Application:
     )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_object_store)
-    app.cleanup_ctx.append(events.listener_ctx)
+    app.cleanup_ctx.append(_listener)
     app.cleanup_ctx.append(_periodic_gc)
-    api.setup_routes(app)
+    app.on_shutdown.append(_close_streams)
+    setup_routes(app, with_metrics=config.metrics_port is None)
     return app

@@ -85,12 +85,12 @@ def cmd_gc(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from gateway.migrate import migrate
+    from gateway.migrate import migrate_configured
 
     config = _load_config()
     if not config.database_url:
         _fail("GATEWAY_DATABASE_URL: is required")
-    applied = asyncio.run(migrate(config.database_url))
+    applied = asyncio.run(migrate_configured(config))
     for migration in applied:
         print(f"applied {migration.version:04d}_{migration.name}")
     if not applied:

@@ -1,8 +1,9 @@
-"""API errors and their RFC 9457 problem+json rendering.
+"""API errors: the contract's statuses and stable codes, free of any web framework.
 
-Handlers raise these (or domain errors of ``leases`` / ``storage``, translated in
-:func:`problem_for`); the error middleware is the only place that builds an error
-response. ``code`` is stable and machine-readable; docs/api.md tables the codes.
+Use-cases and handlers raise these; errors of ``leases``, ``storage`` and the
+database driver are translated once, by :func:`api_error_for`. The error
+middleware (:mod:`gateway.api.problems`) is the only place that renders one as
+an RFC 9457 problem+json response. docs/api.md tables the codes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 import leases
 import storage
@@ -97,25 +96,17 @@ class Problem:
         body.update(self.extra)
         return body
 
+    @classmethod
+    def of(cls, exc: ApiError) -> Problem:
+        return cls(
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
 
-def _from_api_error(exc: ApiError) -> Problem:
-    return Problem(
-        status=exc.status,
-        code=exc.code,
-        title=exc.title,
-        detail=exc.detail,
-        headers=exc.headers,
-        extra=exc.extra,
-    )
-
-
-_HTTP_CODES = {
-    400: InvalidRequest,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: ArtifactTooLarge,
-    415: UnsupportedMediaType,
-}
 
 DB_UNAVAILABLE = (
     OSError,
@@ -128,10 +119,14 @@ DB_UNAVAILABLE = (
 )
 
 
-def problem_for(exc: BaseException) -> Problem | None:
-    """Translate any known error into a Problem; None for an unexpected one (a 500)."""
+def api_error_for(exc: BaseException) -> ApiError | None:
+    """The contract's error for a domain or driver error; None for an unexpected one.
+
+    Errors of :mod:`leases`, :mod:`storage` and the database driver are translated
+    here, once; :func:`gateway.api.problems.problem_for` renders the result.
+    """
     if isinstance(exc, ApiError):
-        return _from_api_error(exc)
+        return exc
     api: ApiError | None = None
     if isinstance(exc, leases.LeaseTokenInvalid):
         api = Unauthenticated(f"lease token rejected: {exc.reason}")
@@ -165,12 +160,4 @@ def problem_for(exc: BaseException) -> Problem | None:
         api = Unavailable("object storage failed the request; nothing was published")
     elif isinstance(exc, DB_UNAVAILABLE):
         api = Unavailable("the database is unavailable; nothing was published")
-    elif isinstance(exc, HttpProcessingError):
-        api = InvalidRequest(f"malformed request: {exc.message}")
-    elif isinstance(exc, web.HTTPException) and exc.status >= 400:
-        cls = _HTTP_CODES.get(exc.status)
-        if cls is not None:
-            api = cls(exc.reason if exc.status != 413 else "request body too large")
-        else:
-            return Problem(status=exc.status, code="http_error", title=exc.reason)
-    return None if api is None else _from_api_error(api)
+    return api

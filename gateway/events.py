@@ -23,26 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
-from gateway.artifacts import EVENTS_CHANNEL, with_metadata
-from gateway.auth import Principal
+from gateway.artifacts import with_metadata
+from gateway.db import events as event_rows
+from gateway.db.events import EVENT_TYPES, EVENTS_CHANNEL, FeedQuery
 from gateway.errors import DB_UNAVAILABLE
 from gateway.jsonio import rfc3339, stored_json
 from gateway.logs import get_logger
-from gateway.state import CLAIM_CACHE, CONFIG, EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
+from gateway.rows import EventRow
 from leases import CLAIMS_CHANNEL, ClaimCache
 
 log = get_logger("gateway.events")
 
-EVENT_TYPES = ("artifact.created", "artifact.deleted")
+__all__ = ["EVENT_TYPES", "EventHub", "FeedQuery", "Subscription", "fetch_page", "item"]
 HEARTBEAT_SECONDS = 15.0
 """Idle streams get a ``: keep-alive`` comment (and re-read the table) this often."""
 DEFAULT_LIMIT = 100
@@ -54,86 +52,29 @@ BACKOFF_MAX_SECONDS = 30.0
 READ_ERRORS: tuple[type[BaseException], ...] = (*DB_UNAVAILABLE, asyncpg.PostgresError)
 """What a failed read of the table (or of the listener connection) may raise."""
 
-# One indexed query per page: the primary key (project_id, seq) without a type,
-# the (project_id, type, seq) index with one. Principal artifacts' events are
-# visible to their owner and to admins only, as the artifacts themselves are.
-_PAGE = """
-SELECT seq, type, artifact_id, (payload - 'metadata')::text AS payload,
-    (payload->'metadata')::text AS metadata, created_at
-FROM events
-WHERE project_id = $1 AND seq > $2
-  AND (payload->'owner'->>'kind' = 'run' OR payload->'owner'->>'id' = $3 OR $4::boolean)
-ORDER BY seq
-LIMIT $5
-"""
 
-_PAGE_OF_TYPE = """
-SELECT seq, type, artifact_id, (payload - 'metadata')::text AS payload,
-    (payload->'metadata')::text AS metadata, created_at
-FROM events
-WHERE project_id = $1 AND type = $6 AND seq > $2
-  AND (payload->'owner'->>'kind' = 'run' OR payload->'owner'->>'id' = $3 OR $4::boolean)
-ORDER BY seq
-LIMIT $5
-"""
-
-
-@dataclass(frozen=True, kw_only=True)
-class FeedQuery:
-    """One page of a project's feed, as one principal may see it."""
-
-    project: str
-    after: int
-    event_type: str | None
-    limit: int
-    viewer: str
-    is_admin: bool
-
-    @classmethod
-    def for_principal(
-        cls, principal: Principal, project: str, *, after: int, event_type: str | None, limit: int
-    ) -> FeedQuery:
-        return cls(
-            project=project,
-            after=after,
-            event_type=event_type,
-            limit=limit,
-            viewer=principal.sub,
-            is_admin=principal.has("artifacts:admin"),
-        )
-
-    def following(self, after: int) -> FeedQuery:
-        """The same query, after another cursor."""
-        return dataclasses.replace(self, after=after)
-
-
-def item(row: Any) -> dict[str, Any]:
-    """An event row as the feed shows it: ``{seq, type, artifact, at}``.
+def item(row: EventRow) -> dict[str, Any]:
+    """An event as the feed shows it: ``{seq, type, artifact, at}``.
 
     The artifact's metadata is read apart from the rest of the payload, so a
     stored document that cannot be served costs only that field (see
     :func:`gateway.artifacts.with_metadata`), never the event or its page.
     """
-    artifact, readable = stored_json(row["payload"])
+    artifact, readable = stored_json(row.payload)
     if not readable or not isinstance(artifact, dict):
-        log.warning("events.payload_unreadable", seq=row["seq"])
-        artifact = {"type": "artifact", "id": row["artifact_id"], "payload_omitted": "unreadable"}
+        log.warning("events.payload_unreadable", seq=row.seq)
+        artifact = {"type": "artifact", "id": row.artifact_id, "payload_omitted": "unreadable"}
     return {
-        "seq": row["seq"],
-        "type": row["type"],
-        "artifact": with_metadata(artifact, row["metadata"]),
-        "at": rfc3339(row["created_at"]),
+        "seq": row.seq,
+        "type": row.type,
+        "artifact": with_metadata(artifact, row.metadata),
+        "at": rfc3339(row.created_at),
     }
 
 
 async def fetch_page(conn: Any, query: FeedQuery) -> list[dict[str, Any]]:
-    """Events of ``query.project`` with ``seq > query.after``, oldest first."""
-    args: list[Any] = [query.project, query.after, query.viewer, query.is_admin, query.limit]
-    if query.event_type is None:
-        rows = await conn.fetch(_PAGE, *args)
-    else:
-        rows = await conn.fetch(_PAGE_OF_TYPE, *args, query.event_type)
-    return [item(row) for row in rows]
+    """One page of the feed (:func:`gateway.db.events.page`) as the feed shows it."""
+    return [item(row) for row in await event_rows.page(conn, query)]
 
 
 class Subscription:
@@ -168,7 +109,7 @@ class EventHub:
 
     def __init__(
         self,
-        dsn: str,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
         *,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         connect_timeout: float = 10.0,
@@ -177,7 +118,7 @@ class EventHub:
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
         self._claims = claims
-        self._dsn = dsn
+        self._connect_one = connect
         self._timeout = connect_timeout
         self._channel = channel
         self._subscribers: dict[str, set[Subscription]] = {}
@@ -256,7 +197,8 @@ class EventHub:
             sub.wake()
 
     async def _connect(self) -> Any:
-        conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+        async with asyncio.timeout(self._timeout):
+            conn = await self._connect_one()
         try:
             await conn.add_listener(self._channel, self._on_notify)
             if self._claims is not None:
@@ -323,21 +265,3 @@ class EventHub:
                 await conn.fetchval("SELECT 1", timeout=self._timeout)
             except READ_ERRORS:
                 return
-
-
-async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx``: the process's event hub, closed (with its streams) at shutdown."""
-    config = app[CONFIG]
-    assert config.database_url, "GATEWAY_DATABASE_URL is required"
-    hub = EventHub(
-        config.database_url,
-        heartbeat_seconds=app.get(EVENTS_HEARTBEAT_SECONDS, HEARTBEAT_SECONDS),
-        connect_timeout=config.backend_timeout_seconds,
-        claims=app[CLAIM_CACHE],
-    )
-    app[EVENT_HUB] = hub
-    await hub.start()
-    try:
-        yield
-    finally:
-        await hub.close()

@@ -21,6 +21,10 @@ from typing import Any
 
 import asyncpg
 
+from gateway import backends
+from gateway.config import Config
+from gateway.db import artifacts as artifact_rows
+from gateway.db import deletions, uploads
 from gateway.logs import get_logger
 from storage import ObjectInfo, ObjectStore, StorageError
 
@@ -44,18 +48,10 @@ class GcReport:
         return asdict(self)
 
 
-async def _owned(conn: Any, keys: list[str]) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT object_key FROM artifacts WHERE object_key = ANY($1) AND state = 'available'",
-        keys,
-    )
-    return {row["object_key"] for row in rows}
-
-
 async def _delete_orphans(
     conn: Any, store: ObjectStore, batch: list[ObjectInfo], report: GcReport
 ) -> None:
-    owned = await _owned(conn, [o.key for o in batch])
+    owned = await artifact_rows.owned_keys(conn, [o.key for o in batch])
     for info in batch:
         if info.key in owned:
             continue
@@ -99,20 +95,16 @@ async def _sweep(
                 report.aborted_uploads += 1
             except StorageError:
                 report.failed += 1
-    stale = await conn.fetch(
-        "SELECT * FROM pending_uploads WHERE started_at <= now() - $1::interval",
-        timedelta(seconds=grace_seconds),
-    )
-    for row in stale:
+    for pending in await uploads.stale(conn, timedelta(seconds=grace_seconds)):
         try:
-            if row["upload_id"]:
-                await store.abort_multipart(row["object_key"], row["upload_id"])
-            if not await _owned(conn, [row["object_key"]]):
-                await store.delete(row["object_key"])
+            if pending.upload_id:
+                await store.abort_multipart(pending.object_key, pending.upload_id)
+            if not await artifact_rows.owned_keys(conn, [pending.object_key]):
+                await store.delete(pending.object_key)
         except StorageError:
             report.failed += 1
             continue
-        await conn.execute("DELETE FROM pending_uploads WHERE object_key = $1", row["object_key"])
+        await uploads.clear(conn, pending.object_key)
         report.cleared_pending += 1
     batch: list[ObjectInfo] = []
     async for info in store.list_objects(PREFIX):
@@ -123,30 +115,23 @@ async def _sweep(
             batch = []
     if batch:
         await _delete_orphans(conn, store, batch, report)
-    for row in await conn.fetch("SELECT object_key FROM object_deletions"):
+    for deletion in await deletions.queued(conn):
         try:
-            await store.delete(row["object_key"])
+            await store.delete(deletion.object_key)
         except StorageError as exc:
             report.failed += 1
-            await conn.execute(
-                "UPDATE object_deletions SET attempts = attempts + 1, last_error = $2 "
-                "WHERE object_key = $1",
-                row["object_key"],
-                str(exc)[:500],
-            )
+            await deletions.failed_again(conn, deletion.object_key, str(exc))
             continue
-        await conn.execute("DELETE FROM object_deletions WHERE object_key = $1", row["object_key"])
+        await deletions.done(conn, deletion.object_key)
         report.retried_deletions += 1
 
 
-async def run_once(config: Any, *, grace_seconds: int) -> GcReport:
-    """One sweep with a pool and a store of its own (the ``gc`` command)."""
-    from gateway.app import s3_settings
-    from storage import S3ObjectStore
-
-    pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=2)
+async def run_once(config: Config, *, grace_seconds: int) -> GcReport:
+    """One sweep with a pool and a store of its own (the ``gc`` command), built
+    like the server's, with the configured timeouts."""
+    pool = await backends.create_pool(config, min_size=1, max_size=2)
     try:
-        async with S3ObjectStore.connect(s3_settings(config)) as store:
+        async with backends.object_store(config) as store:
             return await sweep(pool, store, grace_seconds=grace_seconds)
     finally:
         await pool.close()

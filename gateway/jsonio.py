@@ -1,4 +1,5 @@
-"""JSON in and out: responses, bounded request bodies, RFC 3339 timestamps.
+"""JSON values in and out, free of any web framework: what a client may send,
+what a stored document may be served as, RFC 3339 timestamps, typed fields.
 
 Every JSON document a client sends (request bodies, the ``metadata`` and
 ``derived_from`` parts of a publish) goes through :func:`parse_json`, which
@@ -14,10 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
-
-from gateway.errors import InvalidRequest, UnsupportedMediaType
-from gateway.middleware import send_continue
+from gateway.errors import InvalidRequest
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in any JSON a client sends."""
@@ -115,38 +113,6 @@ def stored_json(text: str | None) -> tuple[Any, bool]:
     except (ValueError, RecursionError):
         return None, False
     return value, True
-
-
-def json_response(
-    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-async def read_json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    """The request's JSON object body (bounded by the app's client_max_size)."""
-    if not request.body_exists:
-        if optional:
-            return {}
-        raise InvalidRequest("a JSON object body is required")
-    if request.content_type not in ("application/json", "application/octet-stream", ""):
-        raise UnsupportedMediaType("the body must be application/json")
-    await send_continue(request)
-    raw = await request.read()
-    if not raw.strip() and optional:
-        return {}
-    try:
-        data = parse_json(raw)
-    except JsonRefused as exc:
-        raise InvalidRequest(f"the body is refused: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    return data
 
 
 def field_str(

@@ -14,6 +14,9 @@ from importlib import resources
 
 import asyncpg
 
+from gateway import backends
+from gateway.config import Config
+
 # Arbitrary constant identifying this gateway's migration lock.
 MIGRATION_LOCK_ID = 0x4D0B1A57
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -77,7 +80,18 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[Migration]:
 
 
 async def migrate(database_url: str) -> list[Migration]:
+    """Apply pending migrations over a connection of its own (tests, ``dev``)."""
     conn = await asyncpg.connect(database_url)
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+async def migrate_configured(config: Config) -> list[Migration]:
+    """Apply pending migrations over a connection built like the server's
+    (:func:`gateway.backends.connect`, with the configured timeouts)."""
+    conn = await backends.connect(config)
     try:
         return await apply_migrations(conn)
     finally:

@@ -35,7 +35,6 @@ from typing import Any
 from gateway.config import Config
 
 RESTART_BACKOFF_SECONDS = 1.0
-CANCEL_AFTER_DRAIN_SECONDS = 1.0
 BACKLOG = 1024
 METRICS_BACKLOG = 128
 
@@ -212,67 +211,28 @@ def _reason(exc: OSError) -> str:
 
 async def run_worker(config: Config, listeners: Listeners) -> None:
     """Serve on ``listeners`` until SIGTERM/SIGINT, then drain and clean up."""
-    from aiohttp import web
-
-    from gateway.api.ops import metrics_app
-    from gateway.api.protocol import GatewayRunner
+    from gateway.api.serving import drain, serve_on
     from gateway.app import create_app
     from gateway.logs import get_logger
 
     log = get_logger("gateway.server")
-    app = create_app(config)
-    # The drain below does the waiting; what the runner finds still running is cancelled.
-    # keepalive_timeout also bounds how long a new connection may take to send a
-    # complete request head: slow-drip headers are cut off after it.
-    runner = GatewayRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=CANCEL_AFTER_DRAIN_SECONDS,
-        keepalive_timeout=config.keepalive_timeout_seconds,
+    served = await serve_on(
+        create_app(config),
+        config,
+        listeners.main,
+        listeners.metrics,
+        backlog=BACKLOG,
+        metrics_backlog=METRICS_BACKLOG,
     )
-    await runner.setup()
-    runners: list[web.AppRunner] = [runner]
-    for sock in listeners.main:
-        await web.SockSite(runner, sock, backlog=BACKLOG).start()
-    if listeners.metrics:
-        side = web.AppRunner(metrics_app(), access_log=None, shutdown_timeout=1)
-        await side.setup()
-        for sock in listeners.metrics:
-            await web.SockSite(side, sock, backlog=METRICS_BACKLOG).start()
-        runners.append(side)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("gateway.listening", host=config.host, port=config.port, pid=os.getpid())
     await stop.wait()
-    await drain(app, runner, config.shutdown_timeout_seconds)
-    for r in reversed(runners):
-        await r.cleanup()
+    await drain(served, config.shutdown_timeout_seconds)
+    await served.cleanup()
     log.info("gateway.stopped")
-
-
-async def drain(app: Any, runner: Any, timeout: float) -> None:
-    """Stop accepting, then let requests in flight finish for up to ``timeout`` seconds.
-
-    aiohttp's own shutdown stops reading request bodies at once, which would cut
-    every upload in flight; so the listening sockets close first (this worker's
-    copies: other workers sharing them keep accepting), new requests on
-    open connections get ``503`` with ``Connection: close``, and only what is still
-    running after ``timeout`` is cancelled by the runner's cleanup (a cancelled
-    publish aborts its upload and publishes nothing).
-    """
-    from gateway.logs import get_logger
-    from gateway.state import DRAIN
-
-    log = get_logger("gateway.server")
-    state = app[DRAIN]
-    for site in list(runner.sites):
-        await site.stop()
-    state.draining = True
-    log.info("gateway.draining", in_flight=state.in_flight, timeout=timeout)
-    if not await state.wait_idle(timeout):
-        log.warning("gateway.drain_timeout", in_flight=state.in_flight)
 
 
 def _worker_main(config: Config, listeners: Listeners) -> None:

@@ -3,8 +3,9 @@
 Stands alone: it imports neither ``gateway`` nor ``storage``.
 """
 
-from leases.cache import CLAIMS_CHANNEL, ClaimCache
+from leases.cache import ClaimCache
 from leases.claims import (
+    CLAIMS_CHANNEL,
     LINEAGE_FIELDS,
     Claim,
     Lineage,

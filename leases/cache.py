@@ -29,13 +29,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from leases.claims import Claim
+from leases.claims import CLAIMS_CHANNEL, Claim
 
-CLAIMS_CHANNEL = "claims_changed"
-"""The NOTIFY channel whose payload is the lease id of a claim that ended."""
+__all__ = ["CLAIMS_CHANNEL", "ClaimCache"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ from typing import Any
 import asyncpg
 from ulid import ULID
 
-from leases.cache import CLAIMS_CHANNEL
 from leases.errors import (
     ClaimConflict,
     ClaimNotFound,
@@ -29,6 +28,9 @@ from leases.errors import (
     LeaseWrongProject,
 )
 
+CLAIMS_CHANNEL = "claims_changed"
+"""Released and superseded claims are announced here (their lease id) on commit, so
+every replica's :class:`~leases.cache.ClaimCache` evicts them."""
 LINEAGE_FIELDS = ("run_id", "step_id", "job_id", "attempt", "worker_session_id", "session_id")
 
 
@@ -228,7 +230,7 @@ async def renew_claim(conn: Any, project: str, lease_id: str, ttl_seconds: int) 
 async def release_claim(conn: Any, project: str, lease_id: str) -> Claim:
     """Release the claim at once; releasing an ended claim changes nothing.
 
-    The release is announced on :data:`~leases.cache.CLAIMS_CHANNEL` when it commits.
+    The release is announced on :data:`CLAIMS_CHANNEL` when it commits.
     """
     row = await conn.fetchrow(
         f"""

@@ -1,21 +1,49 @@
-"""HTTP routes. Each module holds the handlers of one part of the API (docs/api.md)."""
+"""The HTTP layer: everything that speaks ``aiohttp.web``.
+
+:data:`ROUTES` below is the map of the application: every route, its method
+and its handler, in one table. Handlers live one module per part of the API
+(docs/api.md); they call the framework-free use-cases of :mod:`gateway`.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from gateway.api import artifacts, claims, content, events, health, ops
-from gateway.middleware import defer_continue
+from gateway.api import artifacts, claims, content, events, health, ops, publish
+from gateway.api.middleware import defer_continue
+
+_PROJECT = "/v1/projects/{project}"
+_ARTIFACT = _PROJECT + "/artifacts/{artifact_id}"
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/healthz", health.healthz),
+    ("GET", "/readyz", health.readyz),
+    ("GET", "/v1/openapi.json", ops.get_openapi),
+    ("POST", _PROJECT + "/claims", claims.create_claim),
+    ("POST", _PROJECT + "/claims/{lease_id}/renew", claims.renew_claim),
+    ("DELETE", _PROJECT + "/claims/{lease_id}", claims.release_claim),
+    ("POST", _PROJECT + "/artifacts", publish.handle_publish),
+    ("GET", _PROJECT + "/artifacts", artifacts.list_artifacts),
+    ("GET", _PROJECT + "/artifacts/quota", artifacts.get_quota),
+    ("PUT", _PROJECT + "/quota", artifacts.put_quota),
+    ("GET", _ARTIFACT, artifacts.get_artifact),
+    ("DELETE", _ARTIFACT, artifacts.delete_artifact),
+    ("POST", _ARTIFACT + "/signed-url", artifacts.mint_signed_url),
+    ("DELETE", _ARTIFACT + "/signed-urls", artifacts.revoke_signed_urls),
+    ("GET", _ARTIFACT + "/content", content.get_content),
+    ("HEAD", _ARTIFACT + "/content", content.get_content),
+    ("GET", _PROJECT + "/events", events.get_events),
+]
+METRICS_ROUTE = ("GET", "/metrics", ops.get_metrics)
+"""Served by the main app unless ``GATEWAY_METRICS_PORT`` gives it a port of its own."""
 
 
-def setup_routes(app: web.Application) -> None:
-    health.setup(app)
-    ops.setup(app)
-    claims.setup(app)
-    artifacts.setup(app)
-    content.setup(app)
-    events.setup(app)
-    for route in app.router.routes():
-        # aiohttp takes an expect handler per route only; every route defers
-        # `Expect` to the middleware and handlers (see defer_continue).
-        route._expect_handler = defer_continue
+def setup_routes(app: web.Application, *, with_metrics: bool) -> None:
+    """Add :data:`ROUTES` (and ``/metrics`` when ``with_metrics``) to ``app``.
+
+    Every route defers ``Expect`` to its handler (see
+    :func:`gateway.api.middleware.defer_continue`).
+    """
+    for method, path, handler in [*ROUTES, METRICS_ROUTE] if with_metrics else ROUTES:
+        app.router.add_route(method, path, handler, expect_handler=defer_continue)

@@ -1,8 +1,10 @@
-"""Artifacts: publish, list, inspect, delete, signed URLs, and the project's quota."""
+"""Artifacts: list, inspect, delete, signed URLs, and the project's quota.
+
+(Publishing is :mod:`gateway.api.publish`; the bytes are :mod:`gateway.api.content`.)
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import time
@@ -12,14 +14,19 @@ from typing import Any
 from aiohttp import web
 
 from gateway import artifacts, metrics, signing
+from gateway.api.bodies import json_response, read_json_object
+from gateway.api.credentials import member_of, reader_of
 from gateway.api.params import MAX_INT64, artifact_id_of, ascii_int, project_of
+from gateway.api.state import CONFIG, DB, STORE
 from gateway.auth import Principal, owner_kind_of
-from gateway.credentials import member_of, reader_of
+from gateway.db import artifacts as artifact_rows
+from gateway.db import mints, projects
+from gateway.db.artifacts import ListQuery
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
-from gateway.jsonio import field_int, json_response, read_json_object, rfc3339
+from gateway.jsonio import field_int, rfc3339
 from gateway.logs import get_logger
-from gateway.publish import handle_publish
-from gateway.state import CONFIG, DB, STORE
+from gateway.rows import ArtifactRow
+from gateway.visibility import Viewer, can_delete, can_revoke
 
 log = get_logger("gateway.artifacts")
 LIST_PARAMS = frozenset(
@@ -40,26 +47,20 @@ LIST_PARAMS = frozenset(
 MIME_CLASSES = ("image", "html", "code", "text", "other")
 
 
-def can_see(principal: Principal, row: Any) -> bool:
-    """Run artifacts: every reader of the project. Principal artifacts: owner and admins."""
-    if row["owner_kind"] == "run":
-        return True
-    return row["owner_id"] == principal.sub or principal.has("artifacts:admin")
-
-
-async def visible_artifact(request: web.Request) -> tuple[str, Principal, Any]:
+async def visible_artifact(request: web.Request) -> tuple[str, Principal, ArtifactRow]:
+    """The path's artifact, if the reader may see it (:mod:`gateway.visibility`); else 404."""
     project = project_of(request)
     principal = reader_of(request, project)
     artifact_id = artifact_id_of(request)
-    row = await artifacts.get_artifact(request.app[DB], project, artifact_id)
-    if row is None or not can_see(principal, row):
+    row = await artifact_rows.get(request.app[DB], project, artifact_id)
+    if row is None or not Viewer.of(principal).can_see(row):
         raise NotFound("no such artifact")
     return project, principal, row
 
 
 async def get_artifact(request: web.Request) -> web.Response:
     _, _, row = await visible_artifact(request)
-    return json_response(artifacts.full(row))
+    return json_response(artifacts.view(row))
 
 
 def encode_cursor(seq: int) -> str:
@@ -86,7 +87,7 @@ def _text_param(query: Any, name: str) -> str | None:
     return str(value)
 
 
-def parse_list_query(query: Any) -> artifacts.ListQuery:
+def parse_list_query(query: Any) -> ListQuery:
     unknown = sorted(set(query) - LIST_PARAMS)
     if unknown:
         raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}")
@@ -120,7 +121,7 @@ def parse_list_query(query: Any) -> artifacts.ListQuery:
         raise InvalidRequest("'include_deleted' is true or false")
     limit = ascii_int(query.get("limit", "50"), "limit", low=1, high=200)
     cursor = query.get("cursor")
-    return artifacts.ListQuery(
+    return ListQuery(
         **fields,
         include_deleted=deleted == "true",
         limit=limit,
@@ -132,55 +133,25 @@ async def list_artifacts(request: web.Request) -> web.Response:
     project = project_of(request)
     principal = reader_of(request, project)
     query = parse_list_query(request.query)
-    rows = await artifacts.list_artifacts(
-        request.app[DB],
-        project,
-        query,
-        viewer=principal.sub,
-        viewer_is_admin=principal.has("artifacts:admin"),
-    )
+    rows = await artifact_rows.list_page(request.app[DB], project, query, Viewer.of(principal))
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     return json_response(
         {
-            "items": [artifacts.full(row) for row in rows],
-            "next_cursor": encode_cursor(rows[-1]["seq"]) if more else None,
+            "items": [artifacts.view(row) for row in rows],
+            "next_cursor": encode_cursor(rows[-1].seq) if more else None,
         }
     )
 
 
 async def delete_artifact(request: web.Request) -> web.Response:
     project, principal, row = await visible_artifact(request)
-    owns = row["owner_kind"] != "run" and row["owner_id"] == principal.sub
-    if not (principal.has("artifacts:admin") or (owns and principal.has("artifacts:delete"))):
+    if not can_delete(principal, row):
         raise Forbidden("deleting needs artifacts:delete on your own artifact, or artifacts:admin")
-    db = request.app[DB]
-    async with db.acquire() as conn:
-        deleted = await artifacts.delete_artifact(
-            conn, project, row["artifact_id"], deleted_by=principal.sub
-        )
-    if deleted is not None:
-        metrics.EVENTS_EMITTED.labels("artifact.deleted").inc()
-        await _remove_object(request, deleted)
-        log.info("artifact.deleted", project=project, artifact_id=row["artifact_id"])
+    await artifacts.delete(
+        request.app[DB], request.app[STORE], project, row.artifact_id, deleted_by=principal.sub
+    )
     return web.Response(status=204)
-
-
-async def _remove_object(request: web.Request, row: Any) -> None:
-    """Delete the bytes of a tombstoned artifact; a failure is queued for gc, not lost."""
-    try:
-        await asyncio.shield(request.app[STORE].delete(row["object_key"]))
-    except Exception as exc:
-        log.warning(
-            "object.delete_failed", artifact_id=row["artifact_id"], error=type(exc).__name__
-        )
-        await artifacts.queue_object_deletion(
-            request.app[DB],
-            project=row["project_id"],
-            artifact_id=row["artifact_id"],
-            key=row["object_key"],
-            error=f"{type(exc).__name__}: {exc}",
-        )
 
 
 async def mint_signed_url(request: web.Request) -> web.Response:
@@ -193,33 +164,33 @@ async def mint_signed_url(request: web.Request) -> web.Response:
         low=1,
         high=signing.MAX_EXPIRES_IN,
     )
-    if row["state"] == "deleted":
+    if not row.available:
         raise ArtifactDeleted("the artifact was deleted")
     key = request.app[CONFIG].url_signing_keys[0]
     exp = int(time.time()) + expires_in
     sig = signing.signature(
         key,
         project=project,
-        artifact_id=row["artifact_id"],
+        artifact_id=row.artifact_id,
         exp=exp,
         principal=principal.sub,
-        epoch=row["signing_epoch"],
+        epoch=row.signing_epoch,
     )
     expires_at = datetime.fromtimestamp(exp, UTC)
-    await artifacts.record_mint(
+    await mints.record(
         request.app[DB],
         project=project,
-        artifact_id=row["artifact_id"],
+        artifact_id=row.artifact_id,
         principal=principal.sub,
         kid=key.kid,
         sig_hash=signing.sig_hash(sig),
-        epoch=row["signing_epoch"],
+        epoch=row.signing_epoch,
         expires_at=expires_at,
     )
     metrics.SIGNED_URLS.labels("minted").inc()
-    log.info("signed_url.minted", project=project, artifact_id=row["artifact_id"], exp=exp)
+    log.info("signed_url.minted", project=project, artifact_id=row.artifact_id, exp=exp)
     url = (
-        f"/v1/projects/{project}/artifacts/{row['artifact_id']}/content"
+        f"/v1/projects/{project}/artifacts/{row.artifact_id}/content"
         f"?exp={exp}&kid={key.kid}&sig={sig}"
     )
     return json_response({"url": url, "expires_at": rfc3339(expires_at)})
@@ -227,20 +198,18 @@ async def mint_signed_url(request: web.Request) -> web.Response:
 
 async def revoke_signed_urls(request: web.Request) -> web.Response:
     project, principal, row = await visible_artifact(request)
-    if not principal.has("artifacts:admin"):
+    if not can_revoke(principal):
         raise Forbidden("revoking signed URLs needs artifacts:admin")
-    await artifacts.revoke_signed_urls(request.app[DB], project, row["artifact_id"])
-    log.info("signed_url.revoked", project=project, artifact_id=row["artifact_id"])
+    await artifact_rows.bump_signing_epoch(request.app[DB], project, row.artifact_id)
+    log.info("signed_url.revoked", project=project, artifact_id=row.artifact_id)
     return web.Response(status=204)
 
 
 async def get_quota(request: web.Request) -> web.Response:
     project = project_of(request)
     reader_of(request, project)
-    state = await artifacts.quota_state(
-        request.app[DB], project, request.app[CONFIG].default_quota_bytes
-    )
-    return json_response(state)
+    quota = await projects.quota(request.app[DB], project, request.app[CONFIG].default_quota_bytes)
+    return json_response(quota.as_dict())
 
 
 async def put_quota(request: web.Request) -> web.Response:
@@ -248,24 +217,7 @@ async def put_quota(request: web.Request) -> web.Response:
     member_of(request, project, "artifacts:admin")
     body = await read_json_object(request)
     limit = field_int(body, "limit_bytes", low=0, high=2**62)
-    state = await artifacts.set_quota(
+    quota = await projects.set_limit(
         request.app[DB], project, limit, request.app[CONFIG].default_quota_bytes
     )
-    return json_response(state)
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/projects/{project}/artifacts", handle_publish)
-    app.router.add_get("/v1/projects/{project}/artifacts", list_artifacts, allow_head=False)
-    app.router.add_get("/v1/projects/{project}/artifacts/quota", get_quota, allow_head=False)
-    app.router.add_put("/v1/projects/{project}/quota", put_quota)
-    app.router.add_get(
-        "/v1/projects/{project}/artifacts/{artifact_id}", get_artifact, allow_head=False
-    )
-    app.router.add_delete("/v1/projects/{project}/artifacts/{artifact_id}", delete_artifact)
-    app.router.add_post(
-        "/v1/projects/{project}/artifacts/{artifact_id}/signed-url", mint_signed_url
-    )
-    app.router.add_delete(
-        "/v1/projects/{project}/artifacts/{artifact_id}/signed-urls", revoke_signed_urls
-    )
+    return json_response(quota.as_dict())

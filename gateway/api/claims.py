@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 import leases
+from gateway.api.bodies import json_response, read_json_object
+from gateway.api.credentials import require
 from gateway.api.params import lease_id_of, project_of
-from gateway.credentials import require
-from gateway.jsonio import field_int, field_str, json_response, read_json_object, rfc3339
+from gateway.api.state import CONFIG, DB, LEASE_TOKENS, context
+from gateway.jsonio import field_int, field_str, rfc3339
 from gateway.logs import get_logger
-from gateway.state import CONFIG, DB, LEASE_TOKENS, context
 
 log = get_logger("gateway.claims")
 DEFAULT_TTL_SECONDS = 3600
@@ -92,9 +93,3 @@ async def release_claim(request: web.Request) -> web.Response:
     claim = await leases.release_claim(request.app[DB], project, lease_id)
     log.info("claim.released", project=project, lease_id=lease_id, state=claim.state)
     return web.Response(status=204)
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/projects/{project}/claims", create_claim)
-    app.router.add_post("/v1/projects/{project}/claims/{lease_id}/renew", renew_claim)
-    app.router.add_delete("/v1/projects/{project}/claims/{lease_id}", release_claim)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import base64
 import re
 import time
-from typing import Any
 
 from aiohttp import web
 
-from gateway import artifacts, content, metrics, signing
+from gateway import content, metrics, signing
 from gateway.api.artifacts import visible_artifact
 from gateway.api.params import artifact_id_of, project_of
+from gateway.api.state import CONFIG, DB, STORE
+from gateway.db import artifacts as artifact_rows
 from gateway.errors import ArtifactDeleted, RangeNotSatisfiable, SignatureInvalid
 from gateway.logs import get_logger
-from gateway.state import CONFIG, DB, STORE
+from gateway.rows import ArtifactRow
 from storage import ObjectNotFound
 
 log = get_logger("gateway.content")
@@ -77,26 +78,26 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return any(c == "*" or c.removeprefix("W/") == etag for c in candidates)
 
 
-def content_headers(row: Any, *, pdf_inline: bool) -> dict[str, str]:
-    shown = content.presentation(row["mime"], row["content_agrees"], pdf_inline=pdf_inline)
-    digest = base64.b64encode(bytes.fromhex(row["sha256"])).decode()
+def content_headers(row: ArtifactRow, *, pdf_inline: bool) -> dict[str, str]:
+    shown = content.presentation(row.mime, row.content_agrees, pdf_inline=pdf_inline)
+    digest = base64.b64encode(bytes.fromhex(row.sha256)).decode()
     return {
         **content.SECURITY_HEADERS,
         "Content-Type": shown.content_type,
-        "Content-Disposition": content.content_disposition(shown.disposition, row["name"]),
-        "ETag": f'"{row["sha256"]}"',
+        "Content-Disposition": content.content_disposition(shown.disposition, row.name),
+        "ETag": f'"{row.sha256}"',
         "Repr-Digest": f"sha-256=:{digest}:",
     }
 
 
-async def _signed_artifact(request: web.Request, params: signing.SignedParams) -> Any:
+async def _signed_artifact(request: web.Request, params: signing.SignedParams) -> ArtifactRow:
     project = project_of(request)
     artifact_id = artifact_id_of(request)
     now = int(time.time())
     if params.exp < now or params.exp > now + signing.MAX_EXPIRES_IN + 60:
         metrics.SIGNED_URLS.labels("rejected").inc()
         raise SignatureInvalid("the signed URL has expired or was altered")
-    row, minted_by = await artifacts.artifact_for_signed_url(
+    row, minted_by = await artifact_rows.for_signed_url(
         request.app[DB], project, artifact_id, signing.sig_hash(params.sig)
     )
     if (
@@ -108,7 +109,7 @@ async def _signed_artifact(request: web.Request, params: signing.SignedParams) -
             project=project,
             artifact_id=artifact_id,
             principal=minted_by,
-            epoch=row["signing_epoch"],
+            epoch=row.signing_epoch,
         )
     ):
         metrics.SIGNED_URLS.labels("rejected").inc()
@@ -127,10 +128,10 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         row = await _signed_artifact(request, params)
     else:
         _, _, row = await visible_artifact(request)
-    if row["state"] == "deleted":
+    if not row.available:
         raise ArtifactDeleted("the artifact was deleted; its tombstone remains")
     headers = content_headers(row, pdf_inline=request.app[CONFIG].serve_pdf_inline)
-    size = row["size"]
+    size = row.size
     if _etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         response = web.StreamResponse(status=304, headers=headers)
         await response.prepare(request)
@@ -150,13 +151,11 @@ async def get_content(request: web.Request) -> web.StreamResponse:
         return response
     start, end = byte_range if byte_range is not None else (None, None)
     try:
-        opened = await request.app[STORE].open_range(row["object_key"], start, end)
+        opened = await request.app[STORE].open_range(row.object_key, start, end)
     except ObjectNotFound:
         # Deleted between the row read and the object read: answer as for a deleted one.
-        current = await artifacts.get_artifact(
-            request.app[DB], row["project_id"], row["artifact_id"]
-        )
-        if current is None or current["state"] != "available":
+        current = await artifact_rows.get(request.app[DB], row.project_id, row.artifact_id)
+        if current is None or not current.available:
             raise ArtifactDeleted("the artifact was deleted; its tombstone remains") from None
         raise
     async with opened as reader:
@@ -166,9 +165,3 @@ async def get_content(request: web.Request) -> web.StreamResponse:
             metrics.DOWNLOAD_BYTES.inc(len(chunk))
     await response.write_eof()
     return response
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_get(
-        "/v1/projects/{project}/artifacts/{artifact_id}/content", get_content, allow_head=True
-    )

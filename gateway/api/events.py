@@ -20,14 +20,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway import events
+from gateway.api.bodies import json_response
+from gateway.api.credentials import reader_of
+from gateway.api.middleware import release_drain
 from gateway.api.params import MAX_INT64, ascii_int, project_of
+from gateway.api.state import DB, EVENT_HUB
 from gateway.auth import Principal
-from gateway.credentials import reader_of
 from gateway.errors import InvalidRequest
-from gateway.jsonio import json_response
 from gateway.logs import get_logger
-from gateway.middleware import release_drain
-from gateway.state import DB, EVENT_HUB
+from gateway.visibility import Viewer
 
 log = get_logger("gateway.events")
 
@@ -61,9 +62,9 @@ def feed_query(request: web.Request, project: str, principal: Principal) -> even
     limit = _single(request, "limit")
     if event_type is not None and event_type not in events.EVENT_TYPES:
         raise InvalidRequest(f"'type' must be one of {', '.join(events.EVENT_TYPES)}")
-    return events.FeedQuery.for_principal(
-        principal,
-        project,
+    return events.FeedQuery(
+        project=project,
+        viewer=Viewer.of(principal),
         after=0 if after is None else ascii_int(after, "after", low=0, high=MAX_INT64),
         event_type=event_type,
         limit=(
@@ -176,16 +177,3 @@ async def stream_events(request: web.Request, query: events.FeedQuery) -> web.St
         await response.write_eof()
     log.info("events.stream_closed", last_seq=query.after)
     return response
-
-
-async def _close_streams(app: web.Application) -> None:
-    """``on_shutdown``: end live streams before the server waits for its handlers."""
-    hub = app.get(EVENT_HUB)
-    if hub is not None:
-        await hub.close()
-
-
-def setup(app: web.Application) -> None:
-    """Registers the events route and the shutdown hook that ends live streams."""
-    app.router.add_get("/v1/projects/{project}/events", get_events, allow_head=False)
-    app.on_shutdown.append(_close_streams)

@@ -7,9 +7,9 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
+from gateway.api.bodies import json_response
+from gateway.api.state import CONFIG, DB, STORE
 from gateway.errors import Unavailable
-from gateway.jsonio import json_response
-from gateway.state import CONFIG, DB, STORE
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -40,8 +40,3 @@ async def readyz(request: web.Request) -> web.Response:
     if failing:
         raise Unavailable(f"not ready: {', '.join(failing)}", extra={"checks": checks})
     return json_response({"status": "ready", "checks": checks})
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz, allow_head=False)
-    app.router.add_get("/readyz", readyz, allow_head=False)

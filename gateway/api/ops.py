@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import metrics, openapi
-from gateway.jsonio import json_response
-from gateway.state import CONFIG
+from gateway.api.bodies import json_response
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -23,9 +22,3 @@ def metrics_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", get_metrics, allow_head=False)
     return app
-
-
-def setup(app: web.Application) -> None:
-    if app[CONFIG].metrics_port is None:
-        app.router.add_get("/metrics", get_metrics, allow_head=False)
-    app.router.add_get("/v1/openapi.json", get_openapi, allow_head=False)

@@ -6,14 +6,10 @@ import re
 
 from aiohttp import web
 
+from gateway.api.state import context
 from gateway.errors import InvalidRequest, NotFound
-from gateway.state import context
+from gateway.ids import ARTIFACT_ID, LEASE_ID, PROJECT_ID
 
-PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ARTIFACT_ID = re.compile(r"^art_[0-9A-HJKMNP-TV-Z]{26}$")
-# Lease ids are ``lse_`` + a ULID when the gateway mints them; a scheduler's own
-# ids are printable ASCII without spaces. Anything else cannot name a claim.
-LEASE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ASCII_DIGITS = re.compile(r"^[0-9]{1,19}$")
 MAX_INT64 = 2**63 - 1
 

@@ -20,6 +20,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from ulid import ULID
 
+from gateway.api.middleware import expects_continue
+from gateway.api.problems import problem_response
 from gateway.errors import (
     ExpectationFailed,
     InternalError,
@@ -27,7 +29,6 @@ from gateway.errors import (
     Problem,
 )
 from gateway.logs import get_logger
-from gateway.middleware import expects_continue, problem_response
 
 log = get_logger("gateway.http")
 

@@ -19,7 +19,8 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from gateway.app import create_app, s3_settings
+from gateway.app import create_app
+from gateway.backends import s3_settings
 from gateway.devstack import EmbeddedPostgres, EmbeddedSeaweedFS
 from gateway.gc import sweep
 from gateway.migrate import migrate

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import s3_settings
+from gateway.backends import s3_settings
 from gateway.devstack import free_port
 from storage import S3ObjectStore
 from tests.conftest import TEST_JWT_SECRET, TEST_URL_KEY, gateway_env, make_config

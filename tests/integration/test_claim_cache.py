@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from gateway.state import CLAIM_CACHE, EVENT_HUB
+from gateway.api.state import CLAIM_CACHE, EVENT_HUB
 from tests.helpers import SCHEDULER, eventually, lease, new_claim, publish
 
 

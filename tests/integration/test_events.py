@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.api.state import EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.state import EVENT_HUB, EVENTS_HEARTBEAT_SECONDS
 from tests.conftest import bearer, principal_token
 from tests.helpers import ADMIN, READER, eventually, lease, new_claim, publish
 

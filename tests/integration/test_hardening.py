@@ -17,9 +17,10 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app, s3_settings
+from gateway.api.state import STORE
+from gateway.app import create_app
+from gateway.backends import s3_settings
 from gateway.jsonio import MAX_JSON_DEPTH
-from gateway.state import STORE
 from storage import S3ObjectStore
 from tests.conftest import TEST_JWT_SECRET, bearer, make_config, principal_token
 from tests.helpers import (

@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway.artifacts import ListQuery, list_artifacts
+from gateway.db.artifacts import ListQuery, list_page
+from gateway.visibility import Viewer
 
 # Enough rows for the planner to prefer indexes; GATEWAY_TEST_LIST_ROWS=1000000 measures
 # the million-row case (README, "Performance").
@@ -105,12 +106,11 @@ async def test_filtered_page_is_an_index_walk(backends, big_project, filters) ->
     conn = await asyncpg.connect(backends.database_url)
     try:
         explaining = Explaining(conn)
-        await list_artifacts(
+        await list_page(
             explaining,
             big_project,
             ListQuery(limit=50, **filters),
-            viewer="user:reader",
-            viewer_is_admin=False,
+            Viewer(sub="user:reader", is_admin=False),
         )
     finally:
         await conn.close()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import s3_settings
+from gateway.backends import s3_settings
 from storage import S3ObjectStore
 from tests.conftest import bearer, principal_token
 from tests.helpers import ADMIN, SCHEDULER, form, lease, new_claim, publish, quota

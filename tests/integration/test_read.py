@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app, s3_settings
+from gateway.app import create_app
+from gateway.backends import s3_settings
 from gateway.config import SigningKey
 from storage import S3ObjectStore
 from tests.conftest import bearer, make_config, principal_token

@@ -17,8 +17,8 @@ import time
 
 from aiohttp.test_utils import TestClient
 
+from gateway.api.state import STORE
 from gateway.app import create_app
-from gateway.state import STORE
 from storage import S3ObjectStore
 from tests.conftest import bearer, make_config, principal_token
 from tests.helpers import new_claim, publish

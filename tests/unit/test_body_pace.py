@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from gateway.api.problems import problem_for
 from gateway.bodypace import BodyPace
-from gateway.errors import BodyTooSlow, problem_for
+from gateway.errors import BodyTooSlow
 
 KiB = 1024
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -12,16 +11,10 @@ from aiohttp.typedefs import Handler
 from ulid import ULID
 
 from gateway import metrics
-from gateway.errors import (
-    PROBLEM_CONTENT_TYPE,
-    ClientClosed,
-    InternalError,
-    Problem,
-    Unavailable,
-    problem_for,
-)
+from gateway.api.problems import problem_for, problem_response
+from gateway.api.state import DRAIN, REQUEST_CONTEXT, RequestContext, client_gone, context
+from gateway.errors import ClientClosed, InternalError, Problem, Unavailable
 from gateway.logs import get_logger
-from gateway.state import DRAIN, REQUEST_CONTEXT, RequestContext, client_gone, context
 
 log = get_logger("gateway.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -120,15 +113,6 @@ async def send_continue(request: web.Request) -> None:
     if request.version == HttpVersion11:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the answer proper has not started
-
-
-def problem_response(problem: Problem, request_id: str) -> web.Response:
-    return web.Response(
-        status=problem.status,
-        text=json.dumps(problem.body(request_id)),
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers=problem.headers,
-    )
 
 
 @web.middleware

@@ -8,16 +8,17 @@ of credential on the publish route is treated as a lease publish.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from aiohttp import web
 
 import leases
 from gateway import metrics
+from gateway.api.state import CLAIM_CACHE, DB, LEASE_TOKENS, PRINCIPALS, context
 from gateway.auth import Principal
 from gateway.errors import NotFound, Unauthenticated
 from gateway.logs import get_logger
-from gateway.state import CLAIM_CACHE, DB, LEASE_TOKENS, PRINCIPALS, context
+from gateway.publish import Publisher
+from gateway.visibility import Viewer
 
 LEASE_HEADER = "X-Mobius-Lease-Token"
 log = get_logger("gateway.credentials")
@@ -113,22 +114,6 @@ async def _verified_claim(request: web.Request, token: str, project: str) -> lea
     return claim
 
 
-@dataclass(frozen=True, kw_only=True)
-class Publisher:
-    """Whoever publishes, and what the artifact records about them."""
-
-    owner_kind: str  # run | user | agent | service
-    owner_id: str
-    created_by: str
-    credential: str  # scope of Idempotency-Key: lease:<id> or principal:<sub>
-    lineage: leases.Lineage | None = None
-    lease_id: str | None = None
-    # What the publisher may read (and so name in derived_from): a principal sees
-    # run artifacts, its own, and with artifacts:admin all; a lease run artifacts.
-    viewer: str | None = None
-    viewer_is_admin: bool = False
-
-
 async def publisher_of(request: web.Request, project: str) -> Publisher:
     lease_token = request.headers.get(LEASE_HEADER)
     if lease_token is not None:
@@ -139,6 +124,7 @@ async def publisher_of(request: web.Request, project: str) -> Publisher:
             owner_id=lineage.run_id,
             created_by=lineage.worker_session_id,
             credential=f"lease:{claim.lease_id}",
+            viewer=Viewer(sub=None),
             lineage=lineage,
             lease_id=claim.lease_id,
         )
@@ -148,6 +134,5 @@ async def publisher_of(request: web.Request, project: str) -> Publisher:
         owner_id=principal.sub,
         created_by=principal.sub,
         credential=f"principal:{principal.sub}",
-        viewer=principal.sub,
-        viewer_is_admin=principal.has("artifacts:admin"),
+        viewer=Viewer.of(principal),
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from gateway.auth import Principal, PrincipalVerifier
 from gateway.config import Config
+from gateway.events import EventHub
 from leases import ClaimCache, LeaseTokens
 from storage import ObjectStore
 
@@ -99,10 +100,7 @@ def context(request: web.Request) -> RequestContext:
     return ctx
 
 
-if TYPE_CHECKING:
-    from gateway.events import EventHub
-
-EVENT_HUB: web.AppKey[EventHub] = web.AppKey("event_hub")
+EVENT_HUB = web.AppKey("event_hub", EventHub)
 """The process's events hub (one LISTEN connection, live-stream subscribers)."""
 EVENTS_HEARTBEAT_SECONDS = web.AppKey("events_heartbeat_seconds", float)
 """Optional: seconds between keep-alive comments on idle event streams (default 15)."""

@@ -1,0 +1,79 @@
+"""``events``: the transactional outbox of ``artifact.created`` / ``artifact.deleted``.
+
+Every change writes its event in its own transaction, with the project's next
+``seq`` (from :mod:`gateway.db.projects`), and announces it with
+``pg_notify('gateway_events', '<project>:<seq>')``. The created event is written
+by the publish commit (:mod:`gateway.db.publish`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gateway.db import Conn
+from gateway.rows import EventRow
+from gateway.visibility import Viewer, visible_sql
+
+EVENTS_CHANNEL = "gateway_events"
+EVENT_TYPES = ("artifact.created", "artifact.deleted")
+
+# One indexed query per page: the primary key (project_id, seq) without a type,
+# the (project_id, type, seq) index with one; each event's artifact (by primary
+# key) decides, by the one visibility rule, who sees it. The payload's metadata
+# is read apart from the rest (see EventRow).
+_PAGE = """
+SELECT e.seq, e.type, e.artifact_id, (e.payload - 'metadata')::text AS payload,
+    (e.payload->'metadata')::text AS metadata, e.created_at
+FROM events e JOIN artifacts a ON a.artifact_id = e.artifact_id
+WHERE e.project_id = $1 AND e.seq > $2 AND {visible} {of_type}
+ORDER BY e.seq
+LIMIT $5
+"""
+_PAGE_ANY = _PAGE.format(visible=visible_sql("$3::text", "$4::boolean", table="a."), of_type="")
+_PAGE_OF_TYPE = _PAGE.format(
+    visible=visible_sql("$3::text", "$4::boolean", table="a."), of_type="AND e.type = $6"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedQuery:
+    """One page of a project's feed, as one viewer may see it."""
+
+    project: str
+    after: int
+    event_type: str | None
+    limit: int
+    viewer: Viewer
+
+    def following(self, after: int) -> FeedQuery:
+        """The same query, after another cursor."""
+        return dataclasses.replace(self, after=after)
+
+
+async def page(conn: Conn, query: FeedQuery) -> list[EventRow]:
+    """Events of ``query.project`` with ``seq > query.after``, oldest first."""
+    args = [query.project, query.after, query.viewer.sub, query.viewer.is_admin, query.limit]
+    if query.event_type is None:
+        rows = await conn.fetch(_PAGE_ANY, *args)
+    else:
+        rows = await conn.fetch(_PAGE_OF_TYPE, *args, query.event_type)
+    return [EventRow.from_record(row) for row in rows]
+
+
+async def append(
+    conn: Conn, *, project: str, seq: int, event_type: str, artifact_id: str, payload: str
+) -> None:
+    """Write one event (``payload``: the artifact as JSON) and announce it."""
+    await conn.execute(
+        """
+        INSERT INTO events (project_id, seq, type, artifact_id, payload)
+        VALUES ($1, $2, $3, $4, $5::jsonb)
+        """,
+        project,
+        seq,
+        event_type,
+        artifact_id,
+        payload,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{project}:{seq}")

@@ -1,0 +1,11 @@
+"""The shapes of ids in paths and bodies: projects, artifacts, leases."""
+
+from __future__ import annotations
+
+import re
+
+PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ARTIFACT_ID = re.compile(r"^art_[0-9A-HJKMNP-TV-Z]{26}$")
+# Lease ids are ``lse_`` + a ULID when the gateway mints them; a scheduler's own
+# ids are printable ASCII without spaces. Anything else cannot name a claim.
+LEASE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
