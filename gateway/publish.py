@@ -45,7 +45,7 @@ from gateway.logs import get_logger
 from gateway.middleware import send_continue
 from gateway.names import InvalidName, file_part_filename, normalise_name
 from gateway.state import CONFIG, DB, STORE, client_gone, context
-from storage import EntityTooLarge, StoredObject
+from storage import EntityTooLarge, StoredObject, destination
 
 log = get_logger("gateway.publish")
 
@@ -275,7 +275,8 @@ class Publish:
     async def _store(self, part: BodyPartReader, pace: BodyPace) -> StoredObject:
         """Stream the file part into the store; past the quota left, 413 quota_exceeded."""
         try:
-            return await self.store.put_stream(
+            return await destination.upload(
+                self.store,
                 self.key,
                 _file_chunks(part, self.request, pace),
                 max_bytes=self.stream_limit,
