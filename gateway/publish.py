@@ -53,7 +53,7 @@ from gateway.logs import get_logger
 from gateway.names import InvalidName, file_part_filename, normalise_name
 from gateway.rows import ArtifactRow, IdempotencyRecord, QuotaRow
 from gateway.visibility import Viewer
-from storage import EntityTooLarge, ObjectStore, StoredObject
+from storage import EntityTooLarge, ObjectStore, StoredObject, destination
 
 log = get_logger("gateway.publish")
 
@@ -297,7 +297,8 @@ class Publish:
     async def store_file(self, chunks: AsyncIterable[bytes]) -> None:
         """Stream the file into the store; past the quota left, 413 quota_exceeded."""
         try:
-            self.stored = await self.store.put_stream(
+            self.stored = await destination.upload(
+                self.store,
                 self.key,
                 chunks,
                 max_bytes=self.stream_limit,
@@ -313,13 +314,8 @@ class Publish:
 
     async def digest_file(self, chunks: AsyncIterable[bytes]) -> str:
         """Hash a replayed file without storing it again."""
-        digest, size, limit = hashlib.sha256(), 0, self.config.max_artifact_bytes
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise EntityTooLarge(limit)
-            digest.update(chunk)
-        return digest.hexdigest()
+        measured = await destination.measure(chunks, max_bytes=self.config.max_artifact_bytes)
+        return measured.sha256
 
     async def _on_multipart(self, upload_id: str) -> None:
         await uploads.mark(

@@ -1,23 +1,25 @@
 """Object storage for the gateway: streaming uploads with sha256, ranged reads, clean-up.
 
-The rest of the gateway depends on the :class:`ObjectStore` protocol and the
-errors in :mod:`storage.errors`; :class:`S3ObjectStore` implements it on any
-S3-compatible service::
+The rest of the gateway depends on the :class:`ObjectStore` protocol, the
+:func:`upload` destination that hashes, counts and limits every stored stream
+above it, and the errors in :mod:`storage.errors`; :class:`S3ObjectStore`
+implements the protocol on any S3-compatible service::
 
     async with S3ObjectStore.connect(settings) as store:
-        stored = await store.put_stream(key, chunks, max_bytes=limit)
+        stored = await upload(store, key, chunks, max_bytes=limit)
 """
 
 from storage.base import (
-    HEAD_BYTES,
     IncompleteUpload,
     ObjectInfo,
     ObjectReader,
     ObjectStore,
+    ObjectUpload,
     StoredObject,
     format_range,
 )
 from storage.buffers import BufferPool, PartBuffer
+from storage.destination import HEAD_BYTES, upload
 from storage.errors import (
     EntityTooLarge,
     ObjectNotFound,
@@ -31,6 +33,7 @@ from storage.s3 import (
     S3ObjectReader,
     S3ObjectStore,
     S3Settings,
+    S3Upload,
     client_config,
     translate_error,
 )
@@ -44,12 +47,14 @@ __all__ = [
     "ObjectNotFound",
     "ObjectReader",
     "ObjectStore",
+    "ObjectUpload",
     "Observer",
     "PartBuffer",
     "RangeNotSatisfiable",
     "S3ObjectReader",
     "S3ObjectStore",
     "S3Settings",
+    "S3Upload",
     "StorageBusy",
     "StorageError",
     "StorageUnavailable",
@@ -57,4 +62,5 @@ __all__ = [
     "client_config",
     "format_range",
     "translate_error",
+    "upload",
 ]

@@ -1,31 +1,40 @@
 """The object storage interface the rest of the gateway depends on.
 
-One small :class:`ObjectStore` protocol with the operations the publish and read
-paths and the garbage collector need, and the frozen values it returns. The S3
-implementation lives in :mod:`storage.s3`; tests and other backends only have to
-satisfy this protocol.
+Who does what on the way in:
+
+- :func:`storage.destination.upload` (above every store) counts the bytes,
+  enforces the size limit, hashes them with sha256, keeps the head for content
+  sniffing, and aborts the upload on any failure or cancellation. It returns
+  the :class:`StoredObject`.
+- An :class:`ObjectStore` only moves bytes: :meth:`ObjectStore.new_upload`
+  gives an :class:`ObjectUpload` (its upload strategy) that writes the chunks
+  it is handed, commits, or undoes what it wrote. It neither hashes, counts
+  nor limits; the digest it receives on commit is for protocols that sign or
+  check payloads (S3 SigV4).
+
+The read path, the garbage collector's listing and the clean-up calls are the
+other operations of :class:`ObjectStore`. The S3 implementation lives in
+:mod:`storage.s3`; tests and other backends only have to satisfy these
+protocols.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-#: How many leading bytes of a stream :meth:`ObjectStore.put_stream` returns as
-#: :attr:`StoredObject.head`, for content sniffing by the caller.
-HEAD_BYTES = 4096
-
 
 @dataclass(frozen=True, kw_only=True)
 class StoredObject:
-    """An object that :meth:`ObjectStore.put_stream` stored completely.
+    """An object that :func:`storage.destination.upload` stored completely.
 
     ``sha256`` is the lowercase hex digest of exactly the ``size`` bytes stored,
-    computed while streaming; ``head`` holds the first ``min(size, 4096)`` bytes.
+    computed while streaming; ``head`` holds the first ``min(size, 4096)`` bytes
+    (:data:`storage.destination.HEAD_BYTES`).
     """
 
     key: str
@@ -123,39 +132,77 @@ class ObjectReader(abc.ABC):
         await self.close()
 
 
+class ObjectUpload(Protocol):
+    """One object being written: a store's upload strategy, driven by the destination.
+
+    :func:`storage.destination.upload` calls :meth:`write` with each non-empty
+    chunk in order, then :meth:`commit` once; after any failure or
+    cancellation (one raised by :meth:`write` or :meth:`commit` included) it
+    calls :meth:`abort` instead. The upload moves bytes in bounded memory and
+    nothing else: the caller has already counted, limited and hashed them.
+    """
+
+    async def write(self, chunk: bytes) -> None:
+        """Take the next bytes of the object; may wait for memory or the store (back-pressure).
+
+        ``chunk`` is the caller's object, not a copy: an upload that keeps the
+        bytes beyond the call copies them.
+        """
+        ...
+
+    async def commit(self, sha256_hex: str) -> None:
+        """Make the object visible under its key with exactly the bytes written.
+
+        ``sha256_hex`` is the digest of those bytes, for a store whose protocol
+        signs or verifies payloads; a store that has no use for it ignores it.
+        """
+        ...
+
+    async def abort(self, *, cancelled: bool) -> None:
+        """Undo whatever was written, so nothing stays stored; best effort.
+
+        Runs to its end even if the awaiting task is cancelled meanwhile, and
+        raises no storage error. ``cancelled`` says the upload was interrupted
+        by cancellation, so a :meth:`commit` that was in flight may have taken
+        effect without its answer: the store then removes the object too.
+        """
+        ...
+
+
 class ObjectStore(Protocol):
     """Streaming object storage with the operations the gateway needs.
 
-    ``backend_name`` is a low-cardinality label (``"s3"``) for logs and
-    metrics. Every method raises only :class:`~storage.errors.StorageError`
-    subclasses (besides :class:`ValueError` for arguments no request could
-    carry, and cancellation).
+    Uploads go through :func:`storage.destination.upload`, which drives the
+    :class:`ObjectUpload` that :meth:`new_upload` returns. ``backend_name`` is
+    a low-cardinality label (``"s3"``) for logs and metrics. Every method
+    raises only :class:`~storage.errors.StorageError` subclasses (besides
+    :class:`ValueError` for arguments no request could carry, and
+    cancellation).
     """
 
     backend_name: str
 
-    async def put_stream(
+    def new_upload(
         self,
         key: str,
-        chunks: AsyncIterable[bytes],
         *,
         max_bytes: int,
         content_type: str = "application/octet-stream",
         on_multipart_started: Callable[[str], Awaitable[None]] | None = None,
         owner: str | None = None,
-    ) -> StoredObject:
-        """Store the bytes of ``chunks`` under ``key`` in bounded memory.
+    ) -> ObjectUpload:
+        """The upload of one object under ``key``; nothing is sent yet.
 
-        Raises :class:`~storage.errors.EntityTooLarge` as soon as more than
-        ``max_bytes`` arrived. ``on_multipart_started`` is awaited with the
-        upload id when the stream turns out to need a multipart upload, so the
-        caller can record it for the garbage collector. ``owner`` names who the
-        upload is for (a tenant, a credential): a store that shares memory
-        between uploads limits what one owner may hold at once, and raises
-        :class:`~storage.errors.StorageBusy` when an upload waited too long for
-        its share. On any failure or
-        cancellation nothing stays stored: a started multipart upload is
-        aborted before the exception propagates.
+        ``max_bytes`` is the most the caller will write (it enforces that
+        itself); a store whose layout bounds an object's size raises
+        :class:`ValueError` here when it could not hold that many.
+        ``on_multipart_started`` is awaited with the upload id when the stream
+        turns out to need a multipart upload, so the caller can record it for
+        the garbage collector. ``owner`` names who the upload is for (a
+        tenant, a credential): a store that shares memory between uploads
+        limits what one owner may hold at once, and raises
+        :class:`~storage.errors.StorageBusy` from
+        :meth:`ObjectUpload.write` when an upload waited too long for its share.
         """
         ...
 

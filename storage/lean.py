@@ -7,9 +7,10 @@ requests itself, on a pooled aiohttp session:
 
 - **PutObject of an object that fits the upload's staging area.** botocore's
   :class:`~botocore.auth.S3SigV4Auth` signs it with the payload's sha256 — which
-  the store has just computed for the artifact — as ``x-amz-content-sha256``,
-  so an S3 server that checks it (AWS S3 does) refuses bytes that differ from
-  the ones the gateway hashed.
+  :func:`storage.destination.upload` computed for the artifact while streaming
+  and handed to the upload's commit — as ``x-amz-content-sha256``, so an S3
+  server that checks it (AWS S3 does) refuses bytes that differ from the ones
+  the gateway hashed.
 - **GetObject, whole or ranged.** The body streams from the aiohttp response.
 
 Only the common case is handled here: :meth:`LeanS3.put` answers ``True`` for a

@@ -3,18 +3,25 @@
 Works with AWS S3 and the S3 APIs of SeaweedFS, MinIO, Ceph RGW and R2 (path-style
 addressing, SigV4).
 
-Streaming upload (:meth:`S3ObjectStore.put_stream`)
-    Each chunk updates one sha256 and the byte count (the size limit is enforced
-    on the bytes actually received, never on a declared length). The first
-    256 KiB are staged in a small private buffer: a stream that ends there is one
-    ``PutObject`` and never touches the shared budget, so small publishes do not
-    queue behind large ones. A longer stream is copied into preallocated part
-    buffers lent by the store's :class:`~storage.buffers.BufferPool`; a stream
-    that ends within the first part is still one ``PutObject``, anything longer
-    becomes a multipart upload with at most ``part_concurrency`` parts in
-    flight. Memory is therefore bounded per upload (in-flight parts plus one
-    filling buffer) and per process (``buffer_budget_bytes``): an upload that
-    needs a new buffer waits for one, and meanwhile stops reading its client.
+This module only speaks S3: it moves bytes. Counting, the size limit, sha256
+and the head are :func:`storage.destination.upload`'s, which drives an
+:class:`S3Upload` chunk by chunk and aborts it on any failure. What stays here
+is what S3 decides: how a stream becomes one ``PutObject`` or a multipart
+upload, the part size and the ``MAX_PARTS`` bound on an object's size
+(:meth:`S3ObjectStore.new_upload` refuses a ``max_bytes`` beyond it), the
+payload digest SigV4 signs, and undoing a failed upload.
+
+Streaming upload (:class:`S3Upload`)
+    The first 256 KiB are staged in a small private buffer: a stream that ends
+    there is one ``PutObject`` and never touches the shared budget, so small
+    publishes do not queue behind large ones. A longer stream is copied into
+    preallocated part buffers lent by the store's
+    :class:`~storage.buffers.BufferPool`; a stream that ends within the first
+    part is still one ``PutObject``, anything longer becomes a multipart
+    upload with at most ``part_concurrency`` parts in flight. Memory is
+    therefore bounded per upload (in-flight parts plus one filling buffer) and
+    per process (``buffer_budget_bytes``): an upload that needs a new buffer
+    waits for one, and meanwhile stops reading its client.
     The uploads of one ``owner`` together hold at most ``buffer_owner_share``
     of the budget, and the wait for a buffer held by other uploads is bounded
     (``buffer_wait_seconds``, then :class:`~storage.errors.StorageBusy`); an
@@ -32,20 +39,29 @@ Streaming upload (:meth:`S3ObjectStore.put_stream`)
     completed; after a failed request it is dropped, since the transport may
     still reference it.
 
+    The payload digest: a single small ``PutObject`` sent by :mod:`storage.lean`
+    is signed with the sha256 of its body as ``x-amz-content-sha256``, which
+    SigV4 needs before the first byte is sent. :meth:`S3Upload.commit` receives
+    that digest from the destination, which computed it over the same bytes
+    while streaming, instead of hashing the staged body a second time: the
+    store stays free of hashing, small publishes pay for one pass over their
+    bytes, and an S3 server that checks the header (AWS S3 does) verifies the
+    stored bytes against the very digest the gateway records.
+
 Reads (:meth:`S3ObjectStore.open_range`)
     GetObject goes through :mod:`storage.lean` when it can (one aiohttp request
     signed by botocore), and through botocore for anything but a ``200`` or
     ``206``, so a missing key or an unsatisfiable range is reported as always.
 
     botocore is configured not to hash payloads (``payload_signing_enabled`` off,
-    checksums only where an operation requires them): the gateway computes
-    sha256 itself, and the bodies would otherwise be hashed twice more.
+    checksums only where an operation requires them): the destination computes
+    sha256 once, and the bodies would otherwise be hashed twice more.
 
 Failure handling
-    Any exception or cancellation during :meth:`~S3ObjectStore.put_stream`
-    cancels the in-flight part uploads, waits for them and aborts the multipart
-    upload, in a separate task the caller's cancellation cannot interrupt. A
-    cancellation that arrives while the final ``PutObject`` or
+    :meth:`S3Upload.abort`, which the destination calls after any exception or
+    cancellation, cancels the in-flight part uploads, waits for them and aborts
+    the multipart upload, in a separate task the caller's cancellation cannot
+    interrupt. A cancellation that arrives while the final ``PutObject`` or
     ``CompleteMultipartUpload`` is on the wire also deletes the key, since the
     store may have committed the object before the answer was lost.
 
@@ -59,12 +75,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import io
 import re
 import time
 from collections.abc import (
-    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -91,16 +105,13 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from storage.base import (
-    HEAD_BYTES,
     IncompleteUpload,
     ObjectInfo,
     ObjectReader,
-    StoredObject,
     format_range,
 )
 from storage.buffers import BufferPool, PartBuffer
 from storage.errors import (
-    EntityTooLarge,
     ObjectNotFound,
     RangeNotSatisfiable,
     StorageError,
@@ -523,8 +534,12 @@ class _PartUploads:
         return [{"ETag": self._etags[n], "PartNumber": n} for n in sorted(self._etags)]
 
 
-class _StreamUpload:
-    """The state of one :meth:`S3ObjectStore.put_stream` call between chunks."""
+class S3Upload:
+    """One object being written to S3: the :class:`~storage.base.ObjectUpload` of the store.
+
+    Made by :meth:`S3ObjectStore.new_upload` and driven by
+    :func:`storage.destination.upload`; see the module docstring.
+    """
 
     def __init__(
         self,
@@ -548,6 +563,7 @@ class _StreamUpload:
         self._committing = False
 
     async def write(self, chunk: bytes) -> None:
+        """Stage ``chunk``, or copy it into part buffers and send the parts that are full."""
         if self._buffer is None and self._upload is None:
             if len(self._staging) + len(chunk) <= self._small_limit:
                 self._staging += chunk
@@ -599,10 +615,11 @@ class _StreamUpload:
         assert buffer is not None
         await self._upload.submit(buffer, self._filled)
 
-    async def finish(self, sha256_hex: str) -> None:
+    async def commit(self, sha256_hex: str) -> None:
         """Commit the object: one PutObject, or the last part and CompleteMultipartUpload.
 
-        ``sha256_hex`` is the digest of the whole stream.
+        ``sha256_hex`` is the digest of the whole stream, which the small
+        PutObject of :mod:`storage.lean` is signed with.
         """
         store = self._store
         if self._upload is None and self._buffer is None and store.lean is not None:
@@ -655,7 +672,14 @@ class _StreamUpload:
         self._committing = False
 
     async def abort(self, *, cancelled: bool) -> None:
-        """Undo whatever was written; best effort, never raises a storage error."""
+        """Undo whatever was written, in a task the caller's cancellation cannot interrupt.
+
+        Best effort: never raises a storage error. After a cancellation, an
+        object whose commit was on the wire is deleted too.
+        """
+        await self._store._shielded(self._undo(cancelled=cancelled))
+
+    async def _undo(self, *, cancelled: bool) -> None:
         if self._buffer is not None:
             self._buffer.release()
             self._buffer = None
@@ -843,48 +867,27 @@ class S3ObjectStore:
         task.add_done_callback(self._cleanups.discard)
         await asyncio.shield(task)
 
-    async def put_stream(
+    def new_upload(
         self,
         key: str,
-        chunks: AsyncIterable[bytes],
         *,
         max_bytes: int,
         content_type: str = "application/octet-stream",
         on_multipart_started: Callable[[str], Awaitable[None]] | None = None,
         owner: str | None = None,
-    ) -> StoredObject:
-        """Stream ``chunks`` into ``key``; see :meth:`storage.base.ObjectStore.put_stream`.
+    ) -> S3Upload:
+        """The upload of ``key``; see :meth:`storage.base.ObjectStore.new_upload`.
 
         ``max_bytes`` must fit in ``MAX_PARTS`` parts of ``part_size``
-        (:class:`ValueError` otherwise). ``on_multipart_started`` runs while the
-        upload holds one full part buffer; it must not wait for other uploads.
-        ``owner`` counts the upload's part buffers against that owner's share.
+        (:class:`ValueError` otherwise); the limit itself is enforced by the
+        caller (:func:`storage.destination.upload`). ``on_multipart_started``
+        runs while the upload holds one full part buffer; it must not wait for
+        other uploads. ``owner`` counts the upload's part buffers against that
+        owner's share.
         """
-        if max_bytes < 0:
-            raise ValueError("max_bytes must not be negative")
         if max_bytes > self.settings.part_size * MAX_PARTS:
             raise ValueError(f"max_bytes exceeds {MAX_PARTS} parts of {self.settings.part_size}")
-        digest = hashlib.sha256()
-        size = 0
-        head = bytearray()
-        upload = _StreamUpload(self, key, content_type, on_multipart_started, owner)
-        try:
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                size += len(chunk)
-                if size > max_bytes:
-                    raise EntityTooLarge(max_bytes)
-                digest.update(chunk)
-                if len(head) < HEAD_BYTES:
-                    head += chunk[: HEAD_BYTES - len(head)]
-                await upload.write(chunk)
-            sha256_hex = digest.hexdigest()
-            await upload.finish(sha256_hex)
-        except BaseException as exc:
-            await self._shielded(upload.abort(cancelled=isinstance(exc, asyncio.CancelledError)))
-            raise
-        return StoredObject(key=key, size=size, sha256=sha256_hex, head=bytes(head))
+        return S3Upload(self, key, content_type, on_multipart_started, owner)
 
     async def open_range(
         self,

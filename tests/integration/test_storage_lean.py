@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from storage import ObjectNotFound, RangeNotSatisfiable, S3ObjectStore, S3Settings
+from storage import ObjectNotFound, RangeNotSatisfiable, S3ObjectStore, S3Settings, upload
 from storage.lean import LeanS3
 from tests.integration.test_storage_s3 import Calls, chunked, read_all
 
@@ -64,14 +64,14 @@ async def test_small_stream_is_sent_without_botocore(settings: S3Settings, prefi
     async with S3ObjectStore.connect(settings, observer=calls) as store:
         sent = botocore_requests(store, "PUT")
         data = os.urandom(10_000)
-        stored = await store.put_stream(prefix + "small", chunked(data, 3000), max_bytes=10_000)
+        stored = await upload(store, prefix + "small", chunked(data, 3000), max_bytes=10_000)
         assert stored.sha256 == hashlib.sha256(data).hexdigest()
         assert await read_all(store, prefix + "small") == data
         assert sent == []
         assert calls.seen[0] == ("put_object", True)
         # Beyond the staging area an object fills a part buffer and goes through botocore.
         big = os.urandom(1 << 20)
-        await store.put_stream(prefix + "big", chunked(big, 1 << 20), max_bytes=len(big))
+        await upload(store, prefix + "big", chunked(big, 1 << 20), max_bytes=len(big))
         assert len(sent) == 1
 
 
@@ -83,7 +83,7 @@ async def test_refused_request_is_sent_again_through_botocore(
         await swap_lean(store, replace(settings, secret_access_key="w" * 40))
         puts, gets = botocore_requests(store, "PUT"), botocore_requests(store, "GET")
         data = b"still stored"
-        await store.put_stream(prefix + "k", chunked(data), max_bytes=100)
+        await upload(store, prefix + "k", chunked(data), max_bytes=100)
         assert len(puts) == 1
         assert await read_all(store, prefix + "k") == data
         assert len(gets) == 1
@@ -96,7 +96,7 @@ async def test_unreachable_endpoint_falls_back_to_botocore(
         # Nothing listens on port 9 of the loopback: the connection is refused.
         await swap_lean(store, replace(settings, endpoint_url="http://127.0.0.1:9"))
         puts, gets = botocore_requests(store, "PUT"), botocore_requests(store, "GET")
-        await store.put_stream(prefix + "k", chunked(b"x"), max_bytes=10)
+        await upload(store, prefix + "k", chunked(b"x"), max_bytes=10)
         assert len(puts) == 1
         assert await read_all(store, prefix + "k") == b"x"
         assert len(gets) == 1
@@ -106,7 +106,7 @@ async def test_reads_are_sent_without_botocore(settings: S3Settings, prefix: str
     calls = Calls()
     async with S3ObjectStore.connect(settings, observer=calls) as store:
         data = os.urandom(300_000)
-        await store.put_stream(prefix + "obj", chunked(data), max_bytes=len(data))
+        await upload(store, prefix + "obj", chunked(data), max_bytes=len(data))
         gets = botocore_requests(store, "GET")
         assert await read_all(store, prefix + "obj") == data
         async with await store.open_range(prefix + "obj", 1000, 1999) as reader:
@@ -124,7 +124,7 @@ async def test_missing_keys_and_bad_ranges_are_answered_by_botocore(
     settings: S3Settings, prefix: str
 ) -> None:
     async with S3ObjectStore.connect(settings) as store:
-        await store.put_stream(prefix + "obj", chunked(b"0123456789"), max_bytes=10)
+        await upload(store, prefix + "obj", chunked(b"0123456789"), max_bytes=10)
         gets = botocore_requests(store, "GET")
         with pytest.raises(ObjectNotFound):
             await store.open_range(prefix + "missing")

@@ -1,4 +1,8 @@
-"""S3ObjectStore against the real SeaweedFS S3 server of the test session."""
+"""S3ObjectStore against the real SeaweedFS S3 server of the test session.
+
+Uploads go through :func:`storage.upload`, the destination every publish uses;
+the size limit itself is tested in ``test_storage_destination.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ import pytest
 
 from gateway.devstack import free_port
 from storage import (
-    EntityTooLarge,
     ObjectNotFound,
     RangeNotSatisfiable,
     S3ObjectStore,
     S3Settings,
     StorageBusy,
     StorageUnavailable,
+    upload,
 )
 
 MiB = 1024 * 1024
@@ -94,8 +98,8 @@ async def test_payloads_are_not_hashed_by_botocore(store: S3ObjectStore, prefix:
 
     store.client.meta.events.register("before-send.s3", record)
     try:
-        await store.put_stream(prefix + "s", chunked(b"small"), max_bytes=10)
-        await store.put_stream(prefix + "l", chunked(os.urandom(6 * MiB)), max_bytes=10 * MiB)
+        await upload(store, prefix + "s", chunked(b"small"), max_bytes=10)
+        await upload(store, prefix + "l", chunked(os.urandom(6 * MiB)), max_bytes=10 * MiB)
     finally:
         store.client.meta.events.unregister("before-send.s3", record)
     puts = [(headers, body) for method, headers, body in sent if method == "PUT"]
@@ -117,7 +121,7 @@ async def test_small_stream_is_one_put_object(
 ) -> None:
     data = os.urandom(10_000)
     key = prefix + "small"
-    stored = await store.put_stream(key, chunked(data, 3000), max_bytes=10_000)
+    stored = await upload(store, key, chunked(data, 3000), max_bytes=10_000)
     assert stored.key == key and stored.size == len(data)
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert stored.head == data[:4096]
@@ -127,7 +131,7 @@ async def test_small_stream_is_one_put_object(
 
 
 async def test_empty_stream(store: S3ObjectStore, prefix: str) -> None:
-    stored = await store.put_stream(prefix + "empty", chunked(b""), max_bytes=0)
+    stored = await upload(store, prefix + "empty", chunked(b""), max_bytes=0)
     assert stored.size == 0 and stored.head == b""
     assert stored.sha256 == hashlib.sha256(b"").hexdigest()
     async with await store.open_range(prefix + "empty") as reader:
@@ -139,7 +143,7 @@ async def test_stream_of_exactly_one_part_is_one_put_object(
     store: S3ObjectStore, calls: Calls, prefix: str
 ) -> None:
     data = os.urandom(PART)
-    stored = await store.put_stream(prefix + "one-part", chunked(data), max_bytes=PART)
+    stored = await upload(store, prefix + "one-part", chunked(data), max_bytes=PART)
     assert stored.size == PART
     assert [name for name, _ in calls.seen] == ["put_object"]
     assert await read_all(store, prefix + "one-part") == data
@@ -155,7 +159,8 @@ async def test_large_stream_is_a_multipart_upload(
     async def on_started(upload_id: str) -> None:
         started.append(upload_id)
 
-    stored = await store.put_stream(
+    stored = await upload(
+        store,
         key,
         chunked(data),
         max_bytes=64 * MiB,
@@ -193,7 +198,7 @@ async def test_concurrent_uploads_share_a_small_budget(settings: S3Settings, pre
         try:
             results = await asyncio.gather(
                 *(
-                    store.put_stream(f"{prefix}{n}", chunked(data), max_bytes=32 * MiB)
+                    upload(store, f"{prefix}{n}", chunked(data), max_bytes=32 * MiB)
                     for n, data in enumerate(payloads)
                 )
             )
@@ -206,40 +211,12 @@ async def test_concurrent_uploads_share_a_small_budget(settings: S3Settings, pre
             assert await read_all(store, f"{prefix}{n}") == data
 
 
-async def test_too_large_small_stream_stores_nothing(store: S3ObjectStore, prefix: str) -> None:
-    with pytest.raises(EntityTooLarge) as caught:
-        await store.put_stream(prefix + "x", chunked(os.urandom(1000), 300), max_bytes=999)
-    assert caught.value.limit == 999
-    await assert_nothing_left(store, prefix)
-
-
-async def test_too_large_multipart_stream_is_aborted(
-    store: S3ObjectStore, calls: Calls, prefix: str
-) -> None:
-    started: list[str] = []
-
-    async def on_started(upload_id: str) -> None:
-        started.append(upload_id)
-
-    with pytest.raises(EntityTooLarge):
-        await store.put_stream(
-            prefix + "big",
-            chunked(os.urandom(12 * MiB)),
-            max_bytes=7 * MiB,
-            on_multipart_started=on_started,
-        )
-    assert len(started) == 1
-    assert calls.count("abort_multipart_upload") == 1
-    assert store.pool.in_use == 0
-    await assert_nothing_left(store, prefix)
-
-
 async def test_failing_chunk_iterator_aborts_the_upload(
     store: S3ObjectStore, calls: Calls, prefix: str
 ) -> None:
     data = os.urandom(12 * MiB)
     with pytest.raises(RuntimeError, match="client went away"):
-        await store.put_stream(prefix + "f", failing_after(data, 11 * MiB), max_bytes=64 * MiB)
+        await upload(store, prefix + "f", failing_after(data, 11 * MiB), max_bytes=64 * MiB)
     assert calls.count("create_multipart_upload") == 1
     assert calls.count("abort_multipart_upload") == 1
     assert store.pool.in_use == 0
@@ -248,7 +225,7 @@ async def test_failing_chunk_iterator_aborts_the_upload(
 
 async def test_failing_small_stream_stores_nothing(store: S3ObjectStore, prefix: str) -> None:
     with pytest.raises(RuntimeError):
-        await store.put_stream(prefix + "f", failing_after(os.urandom(5000), 3000), max_bytes=10**6)
+        await upload(store, prefix + "f", failing_after(os.urandom(5000), 3000), max_bytes=10**6)
     await assert_nothing_left(store, prefix)
 
 
@@ -266,7 +243,8 @@ async def test_cancelled_upload_is_aborted(store: S3ObjectStore, calls: Calls, p
         started.set()
 
     task = asyncio.create_task(
-        store.put_stream(
+        upload(
+            store,
             prefix + "c",
             stalls_after_two_parts(),
             max_bytes=64 * MiB,
@@ -304,8 +282,8 @@ async def test_cancelled_with_parts_in_flight_is_aborted(
         started.set()
 
     task = asyncio.create_task(
-        store.put_stream(
-            prefix + "e", endless(), max_bytes=1024 * MiB, on_multipart_started=on_started
+        upload(
+            store, prefix + "e", endless(), max_bytes=1024 * MiB, on_multipart_started=on_started
         )
     )
     await asyncio.wait_for(started.wait(), 20)
@@ -330,10 +308,10 @@ async def test_cancelled_while_waiting_for_budget_releases_everything(
             await gate.wait()
 
         holder = asyncio.create_task(
-            store.put_stream(prefix + "holder", holds_the_only_buffer(), max_bytes=PART)
+            upload(store, prefix + "holder", holds_the_only_buffer(), max_bytes=PART)
         )
         waiter = asyncio.create_task(
-            store.put_stream(prefix + "waiter", chunked(os.urandom(MiB)), max_bytes=PART)
+            upload(store, prefix + "waiter", chunked(os.urandom(MiB)), max_bytes=PART)
         )
         deadline = time.monotonic() + 5
         while store.pool.waiting < 1 and time.monotonic() < deadline:
@@ -364,7 +342,7 @@ async def test_an_owner_over_its_share_waits_a_bounded_time_while_others_upload(
 
         holders = [
             asyncio.create_task(
-                store.put_stream(f"{prefix}a{n}", holds_a_buffer(), max_bytes=PART, owner="a")
+                upload(store, f"{prefix}a{n}", holds_a_buffer(), max_bytes=PART, owner="a")
             )
             for n in range(2)
         ]
@@ -373,12 +351,12 @@ async def test_an_owner_over_its_share_waits_a_bounded_time_while_others_upload(
             await asyncio.sleep(0.01)
         assert store.pool.held_by("a") == 2
         with pytest.raises(StorageBusy) as info:
-            await store.put_stream(
-                prefix + "a-more", chunked(os.urandom(2 * MiB)), max_bytes=PART, owner="a"
+            await upload(
+                store, prefix + "a-more", chunked(os.urandom(2 * MiB)), max_bytes=PART, owner="a"
             )
         assert info.value.own_share
-        other = await store.put_stream(
-            prefix + "b", chunked(os.urandom(PART + MiB)), max_bytes=2 * PART, owner="b"
+        other = await upload(
+            store, prefix + "b", chunked(os.urandom(PART + MiB)), max_bytes=2 * PART, owner="b"
         )
         assert other.size == PART + MiB
         gate.set()
@@ -403,8 +381,8 @@ async def test_waiting_for_its_own_slow_parts_is_not_a_pool_timeout(
 
         store.client.meta.events.register("before-send.s3.UploadPart", slow_part)
         data = os.urandom(2 * PART + MiB)
-        stored = await store.put_stream(
-            prefix + "slow-parts", chunked(data), max_bytes=3 * PART, owner="a"
+        stored = await upload(
+            store, prefix + "slow-parts", chunked(data), max_bytes=3 * PART, owner="a"
         )
         assert stored.size == len(data)
         assert stored.sha256 == hashlib.sha256(data).hexdigest()
@@ -421,7 +399,7 @@ async def store_list(settings: S3Settings, prefix: str) -> AsyncIterator[object]
 async def thousand(store: S3ObjectStore, prefix: str) -> tuple[str, bytes]:
     data = bytes(range(256)) * 3 + os.urandom(232)
     assert len(data) == 1000
-    await store.put_stream(prefix + "thousand", chunked(data), max_bytes=1000)
+    await upload(store, prefix + "thousand", chunked(data), max_bytes=1000)
     return prefix + "thousand", data
 
 
@@ -476,7 +454,7 @@ async def test_unsatisfiable_range(store: S3ObjectStore, thousand: tuple[str, by
 
 async def test_reader_closed_early_frees_its_connection(store: S3ObjectStore, prefix: str) -> None:
     data = os.urandom(3 * MiB)
-    await store.put_stream(prefix + "partial", chunked(data), max_bytes=len(data))
+    await upload(store, prefix + "partial", chunked(data), max_bytes=len(data))
     for _ in range(3):
         reader = await store.open_range(prefix + "partial")
         async for chunk in reader.iter_chunks(1024):
@@ -495,7 +473,7 @@ async def test_missing_key(store: S3ObjectStore, calls: Calls, prefix: str) -> N
 
 
 async def test_delete_is_idempotent(store: S3ObjectStore, prefix: str) -> None:
-    await store.put_stream(prefix + "d", chunked(b"bye"), max_bytes=3)
+    await upload(store, prefix + "d", chunked(b"bye"), max_bytes=3)
     assert await exists(store, prefix + "d")
     await store.delete(prefix + "d")
     await store.delete(prefix + "d")
@@ -509,8 +487,8 @@ async def test_abort_of_an_unknown_upload_is_fine(store: S3ObjectStore, prefix: 
 async def test_list_objects_pages(store: S3ObjectStore, calls: Calls, prefix: str) -> None:
     keys = [f"{prefix}obj-{n:02d}" for n in range(7)]
     for n, key in enumerate(keys):
-        await store.put_stream(key, chunked(b"x" * n), max_bytes=100)
-    await store.put_stream(prefix[:-1] + "-sibling", chunked(b"no"), max_bytes=100)
+        await upload(store, key, chunked(b"x" * n), max_bytes=100)
+    await upload(store, prefix[:-1] + "-sibling", chunked(b"no"), max_bytes=100)
     listed = [info async for info in store.list_objects(prefix, page_size=3)]
     assert [info.key for info in listed] == keys
     assert [info.size for info in listed] == list(range(7))
@@ -531,12 +509,12 @@ async def test_unreachable_endpoint_fails_fast(settings: S3Settings, prefix: str
 
         began = time.monotonic()
         with pytest.raises(StorageUnavailable):
-            await store.put_stream(prefix + "x", chunked(b"data"), max_bytes=10)
+            await upload(store, prefix + "x", chunked(b"data"), max_bytes=10)
         assert time.monotonic() - began < 3
 
         began = time.monotonic()
         with pytest.raises(StorageUnavailable) as caught:
-            await store.put_stream(prefix + "y", chunked(os.urandom(6 * MiB)), max_bytes=10 * MiB)
+            await upload(store, prefix + "y", chunked(os.urandom(6 * MiB)), max_bytes=10 * MiB)
         assert caught.value.operation == "create_multipart_upload"
         assert time.monotonic() - began < 3
         assert store.pool.in_use == 0

@@ -246,7 +246,7 @@ async def test_many_uploads_sharing_a_small_budget_all_finish() -> None:
 
     Each simulated upload fills a buffer, hands it to a part task (at most two
     in flight per upload) and only then asks for the next one, like
-    ``put_stream`` does. With 12 uploads sharing 3 buffers all must finish and
+    ``storage.s3.S3Upload`` does. With 12 uploads sharing 3 buffers all must finish and
     the budget must never be exceeded.
     """
     rng = random.Random(7)
