@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import BasicAuth
 from yarl import URL
 
 from mobius_artifacts.errors import ConfigurationError
@@ -57,7 +56,8 @@ class Settings:
     """The TLS verification of every request: a context of the CA bundle, else
     ``True`` (the system's trust store)."""
     proxy: URL | None
-    proxy_auth: BasicAuth | None
+    proxy_authorization: str | None
+    """``Proxy-Authorization`` for the proxy, from the credentials in its URL."""
 
 
 def resolve(
@@ -86,7 +86,7 @@ def resolve(
         raise ConfigurationError(
             f"no project: set {ENV_PROJECT} (or {ENV_LEASE_TOKEN}) or give it explicitly"
         )
-    proxy, proxy_auth = env_proxy(base, env)
+    proxy, proxy_authorization = env_proxy(base, env)
     return Settings(
         base_url=base,
         project=resolved,
@@ -94,7 +94,7 @@ def resolve(
         lease_token=lease_token,
         ssl=ssl_context(ca_bundle or env.get(ENV_CA_BUNDLE) or None),
         proxy=proxy,
-        proxy_auth=proxy_auth,
+        proxy_authorization=proxy_authorization,
     )
 
 
@@ -118,8 +118,9 @@ def _variable(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name.lower()) or env.get(name.upper()) or None
 
 
-def env_proxy(url: URL, env: Mapping[str, str]) -> tuple[URL | None, BasicAuth | None]:
-    """The forward proxy for ``url`` from ``<scheme>_proxy`` and ``no_proxy``.
+def env_proxy(url: URL, env: Mapping[str, str]) -> tuple[URL | None, str | None]:
+    """The forward proxy for ``url`` from ``<scheme>_proxy`` and ``no_proxy``, and the
+    ``Proxy-Authorization`` of the credentials in its URL.
 
     Resolved here rather than by aiohttp's ``trust_env``, which would also read
     ``~/.netrc`` for the gateway's host: a ``default`` entry there would clash
@@ -140,11 +141,12 @@ def env_proxy(url: URL, env: Mapping[str, str]) -> tuple[URL | None, BasicAuth |
     proxy = URL(value if "://" in value else "http://" + value)
     if proxy.scheme not in ("http", "https") or not proxy.host:
         raise ConfigurationError(f"the {scheme}_proxy URL must be http(s)://host[:port]")
-    auth = None
+    authorization = None
     if proxy.user is not None:
-        auth = BasicAuth(proxy.user, proxy.password or "")
+        credentials = f"{proxy.user}:{proxy.password or ''}".encode()
+        authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
         proxy = proxy.with_user(None)
-    return proxy, auth
+    return proxy, authorization
 
 
 def bypasses_proxy(host: str, port: int | None, no_proxy: str) -> bool:

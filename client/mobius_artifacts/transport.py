@@ -200,6 +200,13 @@ class Transport:
     ) -> _RequestContextManager:
         """One request (``async with`` it, or await it and close the response)."""
         settings = self.settings
+        proxy_headers = None
+        if settings.proxy_authorization is not None:
+            credentials = {"Proxy-Authorization": settings.proxy_authorization}
+            if url.scheme == "https":  # for the CONNECT that opens the tunnel
+                proxy_headers = credentials
+            else:  # the request itself goes to the proxy
+                headers = {**headers, **credentials}
         return self.session().request(
             method,
             url,
@@ -210,7 +217,7 @@ class Transport:
             timeout=timeout,
             ssl=settings.ssl,
             proxy=settings.proxy,
-            proxy_auth=settings.proxy_auth,
+            proxy_headers=proxy_headers,
         )
 
     # -- the gateway's addresses and credentials
