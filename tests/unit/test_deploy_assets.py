@@ -418,6 +418,9 @@ def test_dockerfile() -> None:
     assert "apt-get" not in runs and "gcc" not in runs
     build = " ".join(rest for word, rest in instructions if word == "RUN")
     assert "pip wheel" in build and "[dev]" not in build
+    # every package the root distribution finds is in the build context of the wheel
+    copied = {rest.split()[0].rstrip("/") for word, rest in instructions if word == "COPY"}
+    assert {"gateway", "leases", "storage", "client/mobius_artifacts"} <= copied
     single = {word: rest for word, rest in final}
     assert single["USER"].split(":")[0] == "10001"
     assert json.loads(single["ENTRYPOINT"]) == ["artifact-gateway"]
