@@ -1,6 +1,8 @@
-"""``artifact-gateway``: dev, serve, migrate, token.
+"""``artifact-gateway``: dev, serve, gc, migrate, token; and the client's subcommands.
 
-Exit status: 0 ok, 2 usage or configuration error, 1 anything else.
+Exit status: 0 ok, 2 usage or configuration error, 1 anything else. The client's
+subcommands (publish, ls, download, url, rm, quota, watch) are those of
+``mobius-artifacts`` (:mod:`mobius_artifacts.cli`), with their own exit statuses.
 """
 
 from __future__ import annotations
@@ -327,9 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=_positive_seconds, default=3600, help="lifetime in seconds (default 3600)"
     )
     token.set_defaults(func=cmd_token)
-    from gateway.client.cli import register_client_commands
+    from mobius_artifacts.cli import register_client_commands
 
-    register_client_commands(sub)
+    register_client_commands(sub, "artifact-gateway")
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The client subcommands of ``artifact-gateway`` as subprocesses against a served gateway."""
+"""The ``mobius-artifacts`` command line as subprocesses against a served gateway; the
+same subcommands of ``artifact-gateway``; ``artifact-gateway token``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from tests.helpers import ADMIN, SCHEDULER
 
 pytestmark = pytest.mark.timeout(90)
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CLIENT = str(BIN / "mobius-artifacts")
+SERVER = str(BIN / "artifact-gateway")
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +63,11 @@ def environ(**values: str) -> dict[str, str]:
     return env | values
 
 
-def cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str], cwd: Path = REPO, command: str = CLIENT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [command, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -71,23 +77,31 @@ def cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.Complet
     )
 
 
-def ok(*args: str, env: dict[str, str], cwd: Path = REPO) -> str:
-    result = cli(*args, env=env, cwd=cwd)
+def ok(*args: str, env: dict[str, str], cwd: Path = REPO, command: str = CLIENT) -> str:
+    result = cli(*args, env=env, cwd=cwd, command=command)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
     return result.stdout
 
 
-def failing(status: int, code: str, *args: str, env: dict[str, str], cwd: Path = REPO) -> str:
-    result = cli(*args, env=env, cwd=cwd)
+def failing(
+    status: int,
+    code: str,
+    *args: str,
+    env: dict[str, str],
+    cwd: Path = REPO,
+    command: str = CLIENT,
+) -> str:
+    result = cli(*args, env=env, cwd=cwd, command=command)
     assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
     line = result.stderr.strip()
-    assert "\n" not in line and line.startswith(f"artifact-gateway: {code}"), line
+    prog = Path(command).name
+    assert "\n" not in line and line.startswith(f"{prog}: {code}"), line
     return line
 
 
-def usage_error(*args: str, env: dict[str, str], cwd: Path = REPO) -> str:
-    result = cli(*args, env=env, cwd=cwd)
+def usage_error(*args: str, env: dict[str, str], cwd: Path = REPO, command: str = CLIENT) -> str:
+    result = cli(*args, env=env, cwd=cwd, command=command)
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "error:" in result.stderr and result.stdout == ""
     return result.stderr
@@ -187,6 +201,9 @@ def test_exit_codes(gateway: Gateway, project: str, env: dict[str, str], tmp_pat
     failing(2, "usage", "publish", str(small), str(small), "--name", "x", env=env)
     failing(2, "configuration_error", "quota", env=environ(MOBIUS_PROJECT=project))
     failing(2, "configuration_error", "quota", env=environ(MOBIUS_ARTIFACTS_URL=gateway.base))
+    missing = str(tmp_path / "missing-ca.pem")
+    line = failing(2, "configuration_error", "quota", "--ca-bundle", missing, env=env)
+    assert "CA bundle" in line and missing in line
 
     # 5: unavailable after retries
     closed = f"http://127.0.0.1:{free_port()}"
@@ -211,7 +228,7 @@ def test_progress_bar_only_on_a_terminal(env: dict[str, str], tmp_path: Path) ->
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     with open(follower, "wb", closefd=True) as terminal:
         result = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "publish", str(big)],
+            [CLIENT, "publish", str(big)],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -294,20 +311,23 @@ def test_token_from_any_directory(tmp_path: Path) -> None:
         return decoded
 
     # anywhere in the checkout: the nearest .gateway-data, as `make run` leaves it
-    token = ok("token", "--sub", "user:a", "--ttl", "120", env=environ(), cwd=nested)
+    token = ok(
+        "token", "--sub", "user:a", "--ttl", "120", env=environ(), cwd=nested, command=SERVER
+    )
     decoded = claims(token)
     assert decoded["sub"] == "user:a" and decoded["exp"] - decoded["iat"] == 120
     # anywhere at all with GATEWAY_DATA_DIR
     outside = tmp_path / "outside"
     outside.mkdir()
     data_dir = environ(GATEWAY_DATA_DIR=str(tmp_path / "checkout" / ".gateway-data"))
-    assert claims(ok("token", "--sub", "user:b", env=data_dir, cwd=outside))["sub"] == "user:b"
+    token = ok("token", "--sub", "user:b", env=data_dir, cwd=outside, command=SERVER)
+    assert claims(token)["sub"] == "user:b"
     # nothing to sign with: one line saying what to set
     for env, where in (
         (environ(), ".gateway-data/secrets.json here or in a parent folder"),
         (environ(GATEWAY_DATA_DIR=str(outside)), str(outside / "secrets.json")),
     ):
-        result = cli("token", "--sub", "user:c", env=env, cwd=outside)
+        result = cli("token", "--sub", "user:c", env=env, cwd=outside, command=SERVER)
         assert result.returncode == 2 and result.stdout == ""
         line = result.stderr.strip()
         assert "\n" not in line and line.startswith("artifact-gateway: no secret to sign with")
@@ -315,5 +335,27 @@ def test_token_from_any_directory(tmp_path: Path) -> None:
         assert where in line
     # a lifetime must be positive
     for ttl in ("0", "-5"):
-        stderr = usage_error("token", "--sub", "user:d", "--ttl", ttl, env=environ(), cwd=nested)
+        stderr = usage_error(
+            "token", "--sub", "user:d", "--ttl", ttl, env=environ(), cwd=nested, command=SERVER
+        )
         assert "--ttl: must be a positive number of seconds" in stderr
+
+
+def test_artifact_gateway_carries_the_client_commands(
+    env: dict[str, str], project: str, tmp_path: Path
+) -> None:
+    """``artifact-gateway publish`` and friends still work, with their own name in errors."""
+    source = tmp_path / "kept.txt"
+    source.write_text("still here\n")
+    ref = json.loads(ok("publish", str(source), env=env, command=SERVER))
+    assert (ref["name"], ref["project"], ref["size"]) == ("kept.txt", project, 11)
+    listed = [json.loads(line) for line in ok("ls", "--json", env=env, command=SERVER).splitlines()]
+    assert [x["id"] for x in listed] == [ref["id"]]
+    line = failing(
+        1, "file_not_found", "publish", str(tmp_path / "missing"), env=env, command=SERVER
+    )
+    assert str(tmp_path / "missing") in line
+    failing(2, "configuration_error", "quota", env=environ(MOBIUS_PROJECT=project), command=SERVER)
+    help_text = ok("--help", env=env, command=SERVER)
+    for name in ("dev", "serve", "token", "publish", "ls", "download", "url", "rm", "quota"):
+        assert name in help_text

@@ -1,8 +1,11 @@
-"""The Python client against a real gateway (in-process, real Postgres and SeaweedFS).
+"""The Python client (``mobius_artifacts``) against a real gateway (in-process, real
+Postgres and SeaweedFS).
 
 Failures are injected by a small aiohttp proxy between the client and the gateway:
 it answers 503 after forwarding (a lost answer), cuts a request body or a
-response body midway, hangs, or rewrites a header, and records what it saw.
+response body midway, hangs, or rewrites a header, and records what it saw. The
+same proxy serves as the forward proxy the environment names, and over TLS with a
+certificate of a private CA.
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import mobius_artifacts
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-
-import gateway.client
-from gateway.client import (
+from mobius_artifacts import (
     ArtifactClient,
     AsyncArtifactClient,
     DigestMismatch,
@@ -34,8 +36,9 @@ from gateway.client import (
     Unauthenticated,
     Unavailable,
 )
+
 from tests.conftest import principal_token
-from tests.helpers import ADMIN, new_claim, quota
+from tests.helpers import ADMIN, new_claim, quota, tls_files
 
 pytestmark = pytest.mark.timeout(60)
 MiB = 1024 * 1024
@@ -171,14 +174,21 @@ async def bad_digest(request: web.Request, proxy: Proxy) -> web.StreamResponse:
         up.release()
 
 
+async def start_proxy(
+    aiohttp_server: Any, client: TestClient, session: aiohttp.ClientSession, **server: Any
+) -> Proxy:
+    p = Proxy(upstream=str(client.make_url("")).rstrip("/"), session=session)
+    app = web.Application(client_max_size=64 * MiB)
+    app.router.add_route("*", "/{tail:.*}", p.handle)
+    started = await aiohttp_server(app, **server)
+    p.base = str(started.make_url("")).rstrip("/")
+    return p
+
+
 @pytest.fixture
 async def proxy(aiohttp_server: Any, client: TestClient) -> AsyncIterator[Proxy]:
     async with aiohttp.ClientSession() as session:
-        p = Proxy(upstream=str(client.make_url("")).rstrip("/"), session=session)
-        app = web.Application(client_max_size=64 * MiB)
-        app.router.add_route("*", "/{tail:.*}", p.handle)
-        server = await aiohttp_server(app)
-        p.base = str(server.make_url("")).rstrip("/")
+        p = await start_proxy(aiohttp_server, client, session)
         yield p
         p.release.set()
 
@@ -190,7 +200,8 @@ def base(client: TestClient) -> str:
 
 def fast(url: str, **kw: Any) -> AsyncArtifactClient:
     kw.setdefault("backoff_base", 0.01)
-    return AsyncArtifactClient(url, env={}, **kw)
+    kw.setdefault("env", {})
+    return AsyncArtifactClient(url, **kw)
 
 
 async def worker(client: TestClient, project: str, url: str, **kw: Any) -> AsyncArtifactClient:
@@ -441,8 +452,8 @@ async def test_sync_client_and_one_liners_read_the_environment(
     source.write_text("one-liner\n")
 
     def blocking() -> None:  # in a thread: the gateway serves on this test's loop
-        ref = gateway.client.publish(source, metadata={"k": 1})
-        path = gateway.client.download(ref.id, tmp_path / "copy.txt")
+        ref = mobius_artifacts.publish(source, metadata={"k": 1})
+        path = mobius_artifacts.download(ref.id, tmp_path / "copy.txt")
         assert path.read_text() == "one-liner\n"
         with ArtifactClient() as sync:
             assert sync.project == project
@@ -453,3 +464,125 @@ async def test_sync_client_and_one_liners_read_the_environment(
                 assert next(items).id == ref.id
 
     await asyncio.to_thread(blocking)
+
+
+async def test_forward_proxy_from_the_environment(
+    client: TestClient, project: str, proxy: Proxy, base: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # A ~/.netrc "default" entry names every host; the client must not let it clash
+    # with its bearer token (as aiohttp's trust_env would).
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password something\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    claim = await new_claim(client, project)
+    proxied = proxy.base.replace("http://", "http://bob:s%40cret@")
+    env = {"HTTP_PROXY": proxied, "NO_PROXY": "gateway.invalid"}
+    async with fast(base, lease_token=claim["lease_token"], token=READ_TOKEN, env=env) as c:
+        ref = await c.publish(b"through the proxy", name="p.txt")
+        assert (await c.quota()).artifact_count == 1
+        async with c.events(after=0) as stream:
+            assert (await asyncio.wait_for(anext(stream), 10)).artifact.id == ref.id
+        path = await c.download(ref.id, tmp_path)
+    assert path.read_bytes() == b"through the proxy"
+    seen = [(s.method, s.path.rsplit("/", 1)[-1]) for s in proxy.seen]
+    assert seen == [
+        ("POST", "artifacts"),
+        ("GET", "quota"),
+        ("GET", "events"),
+        ("GET", ref.id),
+        ("GET", "content"),
+    ]
+    expected = "Basic " + base64.b64encode(b"bob:s@cret").decode()
+    assert {s.headers.get("Proxy-Authorization") for s in proxy.seen} == {expected}
+    assert all(s.headers["Host"] == base.removeprefix("http://") for s in proxy.seen)
+
+    # NO_PROXY names the gateway: straight to it
+    env["NO_PROXY"] = "example.com, 127.0.0.1"
+    async with fast(base, token=READ_TOKEN, project=project, env=env) as c:
+        assert (await c.quota()).artifact_count == 1
+    assert len(proxy.seen) == len(seen)
+
+
+@dataclass
+class Tunnel:
+    port: int = 0
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def tunnel_proxy() -> AsyncIterator[Tunnel]:
+    """A forward proxy that only opens CONNECT tunnels, recording each request line."""
+    tunnel = Tunnel()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in head[1:] if line)
+        tunnel.requests.append((head[0], headers.get("Proxy-Authorization")))
+        host, port = head[0].split()[1].rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+            tasks.add(asyncio.ensure_future(task))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    tunnel.port = server.sockets[0].getsockname()[1]
+    try:
+        yield tunnel
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def test_tls_with_a_private_ca_bundle(
+    aiohttp_server: Any, client: TestClient, project: str, tmp_path: Path
+) -> None:
+    import ssl
+
+    ca, cert, key = tls_files(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    claim = await new_claim(client, project)
+    async with aiohttp.ClientSession() as session:
+        front = await start_proxy(aiohttp_server, client, session, ssl=server_tls)
+        assert front.base.startswith("https://127.0.0.1:")
+        worker_options = {"lease_token": claim["lease_token"], "token": READ_TOKEN}
+        async with fast(front.base, ca_bundle=ca, **worker_options) as c:
+            ref = await c.publish(b"over tls", name="t.txt")
+            path = await c.download(ref.id, tmp_path / "t.txt")
+            signed = await c.signed_url(ref.id)
+        assert path.read_bytes() == b"over tls"
+        assert signed.url.startswith(front.base + "/")
+        env = {"MOBIUS_ARTIFACTS_CA_BUNDLE": str(ca)}
+        async with fast(front.base, env=env, **worker_options) as c:
+            assert (await c.quota()).artifact_count == 1
+        # through an HTTPS_PROXY: a CONNECT tunnel, with the proxy's credentials on it
+        async with tunnel_proxy() as tunnel:
+            env = {"HTTPS_PROXY": f"http://bob:s%40cret@127.0.0.1:{tunnel.port}"}
+            async with fast(front.base, ca_bundle=ca, env=env, **worker_options) as c:
+                assert (await c.quota()).artifact_count == 1
+        authority = front.base.removeprefix("https://")
+        assert tunnel.requests == [
+            (f"CONNECT {authority} HTTP/1.1", "Basic " + base64.b64encode(b"bob:s@cret").decode())
+        ]
+        calls = len(front.seen)
+        # the system's trust store does not know the private CA: one attempt, no retry
+        async with fast(front.base, retries=3, **worker_options) as c:
+            with pytest.raises(Unavailable, match="TLS failure") as info:
+                await c.quota()
+        assert isinstance(info.value.__cause__, aiohttp.ClientSSLError)
+        assert len(front.seen) == calls

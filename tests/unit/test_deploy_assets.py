@@ -421,6 +421,9 @@ def test_dockerfile() -> None:
     copied = " ".join(rest for word, rest in instructions if word == "COPY").split()
     for needed in ("pyproject.toml", "README.md", "LICENSE"):  # the wheel's readme and license
         assert needed in copied
+    # every package the root distribution finds is in the build context of the wheel
+    sources = {rest.split()[0].rstrip("/") for word, rest in instructions if word == "COPY"}
+    assert {"gateway", "leases", "storage", "client/mobius_artifacts"} <= sources
     single = {word: rest for word, rest in final}
     assert single["USER"].split(":")[0] == "10001"
     assert json.loads(single["ENTRYPOINT"]) == ["artifact-gateway"]

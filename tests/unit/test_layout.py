@@ -1,12 +1,21 @@
-"""The layout of DESIGN.md: ``gateway`` composes; ``leases`` and ``storage`` stand alone."""
+"""The layout of DESIGN.md: ``gateway`` composes; ``leases`` and ``storage`` stand alone;
+the client ``mobius_artifacts`` (under ``client/``) imports nothing of the server."""
 
 import ast
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {"leases": {"gateway", "storage"}, "storage": {"gateway", "leases"}}
+CLIENT = ROOT / "client" / "mobius_artifacts"
+SERVER = {"gateway", "leases", "storage"}
+# What the client may import besides the standard library and itself: aiohttp (its
+# one dependency) with the two packages aiohttp's own API hands out, and tqdm, the
+# optional progress bar.
+CLIENT_THIRD_PARTY = {"aiohttp", "yarl", "multidict", "tqdm"}
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -25,3 +34,38 @@ def test_standalone_packages_import_neither_gateway_nor_each_other(package: str)
     for path in (ROOT / package).rglob("*.py"):
         wrong = imported_packages(path) & FORBIDDEN[package]
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
+def test_client_imports_nothing_of_the_server() -> None:
+    paths = sorted(CLIENT.rglob("*.py"))
+    assert CLIENT / "client.py" in paths
+    allowed = set(sys.stdlib_module_names) | CLIENT_THIRD_PARTY | {"mobius_artifacts"}
+    for path in paths:
+        imported = imported_packages(path)
+        wrong = imported & SERVER
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+        unknown = imported - allowed
+        assert not unknown, f"{path.relative_to(ROOT)} imports {sorted(unknown)}"
+    # no relative import reaches out of the package either
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path.relative_to(ROOT)}: relative import"
+
+
+def test_client_distribution_depends_on_aiohttp_only() -> None:
+    project = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "mobius-artifacts"
+    assert [d.split(">")[0].split("<")[0].strip() for d in project["dependencies"]] == ["aiohttp"]
+    assert project["scripts"] == {"mobius-artifacts": "mobius_artifacts.cli:main"}
+    assert (CLIENT / "py.typed").is_file()
+
+
+def test_root_distribution_carries_the_client() -> None:
+    """A checkout installs server and client alike, type-checked and linted together."""
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    find = root["tool"]["setuptools"]["packages"]["find"]
+    assert "client" in find["where"] and "mobius_artifacts*" in find["include"]
+    assert root["project"]["scripts"]["mobius-artifacts"] == "mobius_artifacts.cli:main"
+    assert "mobius_artifacts" in root["tool"]["mypy"]["packages"]
+    assert root["tool"]["mypy"]["mypy_path"] == "client"
