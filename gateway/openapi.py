@@ -241,7 +241,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "seq": {"type": "integer"},
             "type": {"enum": ["artifact.created", "artifact.deleted"]},
-            "artifact": {"type": "object"},
+            "artifact": _ref("Artifact"),
             "at": {"type": "string", "format": "date-time"},
         },
     },

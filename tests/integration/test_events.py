@@ -355,3 +355,49 @@ async def test_listener_reconnects_after_losing_its_connection(
     ref = await run_publish(client, project, "after-reconnect.txt")
     assert (await next_event(stream, timeout=3.0)).data["artifact"]["id"] == ref["id"]
     stream.close()
+
+
+async def test_an_events_artifact_is_the_artifact_as_read_at_that_moment(
+    client: TestClient, project: str
+) -> None:
+    """One shape: the artifact of artifact.created (paged and live) equals GET right
+    after the publish, and the artifact of artifact.deleted equals GET of the
+    tombstone; listing items are that same shape."""
+    claim = await new_claim(client, project)
+    parent = await (await publish(client, project, lease(claim), filename="p.txt")).json()
+    resp = await publish(
+        client,
+        project,
+        lease(claim),
+        filename="shape.md",
+        description="the shape",
+        metadata=json.dumps({"k": [1, {"v": "x"}]}),
+        derived_from=json.dumps([parent["id"]]),
+    )
+    ref = await resp.json()
+    url = f"/v1/projects/{project}/artifacts/{ref['id']}"
+    created = await (await client.get(url, headers=READER)).json()
+    assert created["description"] == "the shape" and created["derived_from"] == [parent["id"]]
+    listed = await (await client.get(f"/v1/projects/{project}/artifacts", headers=READER)).json()
+    assert next(i for i in listed["items"] if i["id"] == ref["id"]) == created
+
+    assert (await client.delete(url, headers=ADMIN)).status == 204
+    tombstone = await (await client.get(url, headers=READER)).json()
+    assert tombstone["state"] == "deleted" and tombstone["deleted_at"]
+
+    page = await feed(client, events_url(project))
+    mine = {
+        item["type"]: item["artifact"]
+        for item in page["items"]
+        if item["artifact"]["id"] == ref["id"]
+    }
+    assert mine["artifact.created"] == created
+    assert mine["artifact.deleted"] == tombstone
+
+    stream = await open_stream(client, project)
+    frames = [await next_event(stream) for _ in range(3)]
+    stream.close()
+    live = {
+        f.data["type"]: f.data["artifact"] for f in frames if f.data["artifact"]["id"] == ref["id"]
+    }
+    assert live == {"artifact.created": created, "artifact.deleted": tombstone}

@@ -1,6 +1,7 @@
 """Migrations apply cleanly to an empty database, once, even when run concurrently."""
 
 import asyncio
+import json
 import secrets
 
 import asyncpg
@@ -77,5 +78,60 @@ async def test_concurrent_migrations_apply_each_file_once(backends) -> None:
                 await c.close()
         applied_counts = sorted(len(r) for r in results)
         assert applied_counts == [0, 0, len(load_migrations())]
+    finally:
+        await _drop(backends, name)
+
+
+async def test_created_events_of_earlier_versions_get_the_whole_artifact(backends) -> None:
+    """Migration 0003 gives artifact.created events written before it the artifact as
+    the gateway's one view of it shows it (the shape of GET at that moment)."""
+    from gateway import artifacts
+    from gateway.rows import ArtifactRow
+
+    name, url = await _fresh_database(backends)
+    migrations = load_migrations()
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            for m in migrations:
+                if m.version < 3:
+                    await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO projects (project_id, used_bytes, artifact_count, event_seq)"
+                " VALUES ('p', 5, 1, 1)"
+            )
+            row = await conn.fetchrow(
+                """
+                INSERT INTO artifacts (artifact_id, project_id, seq, name, mime, mime_class,
+                    size, sha256, content_agrees, owner_kind, owner_id, created_by,
+                    description, metadata, derived_from, object_key, storage_backend)
+                VALUES ('art_01JD3K7Q9ZB4M2X8N6V5T1R0PA', 'p', 1, 'a.md', 'text/markdown',
+                    'text', 5, repeat('a', 64), true, 'user', 'user:alice', 'user:alice',
+                    'old', '{"k": [1]}', '{art_01JD3K7Q9ZB4M2X8N6V5T1R0PB}', 'k1', 's3')
+                RETURNING *
+                """
+            )
+            short = {
+                "type": "artifact",
+                "id": row["artifact_id"],
+                "project": "p",
+                "name": "a.md",
+                "mime": "text/markdown",
+                "size": 5,
+                "sha256": "a" * 64,
+                "owner": {"kind": "user", "id": "user:alice"},
+                "lineage": None,
+            }
+            await conn.execute(
+                "INSERT INTO events (project_id, seq, type, artifact_id, payload)"
+                " VALUES ('p', 1, 'artifact.created', $1, $2::jsonb)",
+                row["artifact_id"],
+                json.dumps(short),
+            )
+            await conn.execute(migrations[2].sql)
+            payload = json.loads(await conn.fetchval("SELECT payload::text FROM events"))
+        finally:
+            await conn.close()
+        assert payload == artifacts.view(ArtifactRow.from_record(row))
     finally:
         await _drop(backends, name)
