@@ -47,7 +47,20 @@ def test_openapi_build_info_and_user_agent_agree() -> None:
     assert document()["info"]["version"] == __version__
     samples = [s for family in metrics.BUILD_INFO.collect() for s in family.samples]
     assert {s.labels["version"] for s in samples} == {__version__}
-    assert USER_AGENT.startswith(f"mobius-artifact-client/{__version__} ")
+    assert USER_AGENT.startswith(f"mobius-artifacts/{__version__} ")
+
+
+def test_the_client_is_released_with_the_server() -> None:
+    """The client distribution (client/) writes its version once too, in
+    mobius_artifacts/_version.py (it cannot import the server); both ship together,
+    so the two agree."""
+    from mobius_artifacts import __version__ as client_version
+
+    assert client_version == __version__
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert client["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "mobius_artifacts._version.__version__"
+    }
 
 
 def test_deploy_assets_name_the_image_of_this_version() -> None:
