@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from mobius_artifacts.sync import ArtifactClient
     from mobius_artifacts.values import (
         Artifact,
+        ArtifactContent,
         ArtifactRef,
         Event,
         Lineage,
@@ -83,6 +84,7 @@ _LAZY = {
         name: "mobius_artifacts.values"
         for name in (
             "Artifact",
+            "ArtifactContent",
             "ArtifactRef",
             "Event",
             "Lineage",
@@ -113,6 +115,7 @@ __all__ = [
     "ENV_URL",
     "Artifact",
     "ArtifactClient",
+    "ArtifactContent",
     "ArtifactDeleted",
     "ArtifactError",
     "ArtifactRef",
@@ -170,6 +173,7 @@ def publish(
     metadata: Mapping[str, Any] | None = None,
     derived_from: Iterable[str | ArtifactRef | Artifact] | None = None,
     mime: str | None = None,
+    artifact_type: str | None = None,
     **client_options: Unpack[ClientOptions],
 ) -> ArtifactRef:
     """Publish one file with a client configured from the environment (blocking).
@@ -187,6 +191,7 @@ def publish(
             metadata=metadata,
             derived_from=derived_from,
             mime=mime,
+            artifact_type=artifact_type,
         )
 
 

@@ -1,4 +1,4 @@
-"""``mobius-artifacts``: publish, ls, download, url, rm, quota, watch.
+"""``mobius-artifacts``: publish, ls, download, url, rm, quota, watch, and mcp.
 
 The same subcommands are part of the server's ``artifact-gateway`` command line.
 They read the same environment as the Python client (``MOBIUS_ARTIFACTS_URL``,
@@ -177,6 +177,7 @@ async def cmd_publish(client: AsyncArtifactClient, args: argparse.Namespace) -> 
                 derived_from=args.derived_from,
                 mime=args.mime,
                 progress=bar,
+                artifact_type=args.artifact_type,
             )
         finally:
             bar.close()
@@ -200,6 +201,7 @@ async def cmd_ls(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
         name_prefix=args.name_prefix,
         include_deleted=args.include_deleted,
         page_size=min(args.limit, 200) if args.limit else None,
+        artifact_type=args.artifact_type,
     ):
         _out(json.dumps(dict(artifact.raw)) if args.json else _row(artifact))
         shown += 1
@@ -431,6 +433,9 @@ def register_client_commands(
         "--derived-from", action="append", metavar="ID", help="source artifact id (repeatable)"
     )
     publish.add_argument("--mime", help="media type (default: guessed by the gateway)")
+    publish.add_argument(
+        "--artifact-type", metavar="TYPE", help="a label such as report, plan, dataset or log"
+    )
     publish.set_defaults(func=_bind(cmd_publish, prog, _check_publish))
 
     ls = sub.add_parser("ls", parents=[common], help="list artifacts, newest first")
@@ -442,6 +447,7 @@ def register_client_commands(
     ls.add_argument("--owner", help="kind:id, e.g. user:alice or run:run_42")
     ls.add_argument("--mime-class", choices=("image", "html", "code", "text", "other"))
     ls.add_argument("--name-prefix")
+    ls.add_argument("--artifact-type", metavar="TYPE")
     ls.add_argument("--include-deleted", action="store_true", help="show tombstones too")
     ls.add_argument("--limit", type=_count, help="show at most this many")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -486,6 +492,37 @@ def register_client_commands(
     watch.set_defaults(func=_bind(cmd_watch, prog))
 
 
+def cmd_mcp(args: argparse.Namespace) -> None:
+    """``mobius-artifacts mcp``: the MCP server for agents (the ``mcp`` extra)."""
+    try:
+        from mobius_artifacts import mcp_server
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("mcp", "mcp_types", "pydantic"):
+            raise
+        _fail(
+            "mcp_unavailable",
+            "the MCP server needs the mcp extra: pip install 'mobius-artifacts[mcp]'",
+            EXIT_USAGE,
+        )
+    try:
+        agent = mcp_server.agent_from(
+            url=args.url,
+            token=args.token,
+            lease_token=args.lease_token,
+            project=args.project,
+            retries=args.retries,
+            ca_bundle=args.ca_bundle,
+            workspace=args.workspace,
+        )
+        http = mcp_server.parse_http(args.http) if args.http else None
+    except ArtifactError as exc:
+        _fail(exc.code, exc.detail, exit_status(exc))
+    try:
+        asyncio.run(mcp_server.serve(agent, http))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -495,6 +532,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_client_commands(sub, PROG)
+    mcp = sub.add_parser(
+        "mcp",
+        parents=[_common()],
+        help="serve the Model Context Protocol for agents (stdio; pip install "
+        "'mobius-artifacts[mcp]')",
+        description="A Model Context Protocol server with the tools deliver_file, "
+        "publish_text, list_artifacts, get_artifact and read_artifact, and the resources "
+        "artifact://{project}/{id}. It speaks over stdio unless --http is given.",
+    )
+    mcp.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="the directory whose files deliver_file may publish "
+        "(default: $MOBIUS_WORKSPACE, else the working directory)",
+    )
+    mcp.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio "
+        "(a loopback address only, e.g. 127.0.0.1:8765)",
+    )
+    mcp.set_defaults(func=cmd_mcp)
     return parser
 
 

@@ -23,6 +23,7 @@ from mobius_artifacts.events import EventStream
 from mobius_artifacts.transport import Transport
 from mobius_artifacts.values import (
     Artifact,
+    ArtifactContent,
     ArtifactRef,
     Progress,
     Quota,
@@ -135,6 +136,7 @@ class AsyncArtifactClient:
         mime: str | None = None,
         idempotency_key: str | None = None,
         progress: Progress | None = None,
+        artifact_type: str | None = None,
     ) -> ArtifactRef:
         """Publish a file (path, binary file object or bytes) and return its reference.
 
@@ -144,7 +146,8 @@ class AsyncArtifactClient:
         artifact and charges the quota once. A path is reopened and a seekable
         file object rewound for each attempt; a non-seekable one is not retried
         once bytes were sent. The sha256 the gateway computed is checked against
-        the bytes sent (:class:`DigestMismatch` otherwise).
+        the bytes sent (:class:`DigestMismatch` otherwise). ``artifact_type`` labels
+        the artifact (a slug such as ``report``, ``plan``, ``dataset`` or ``log``).
         """
         return await uploads.publish(
             self._transport,
@@ -156,6 +159,38 @@ class AsyncArtifactClient:
             mime=mime,
             idempotency_key=idempotency_key,
             progress=progress,
+            artifact_type=artifact_type,
+        )
+
+    async def publish_text(
+        self,
+        name: str,
+        content: str,
+        *,
+        mime: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        derived_from: Iterable[str | ArtifactRef | Artifact] | None = None,
+        artifact_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ArtifactRef:
+        """Publish a small text artifact from a string, in one JSON request.
+
+        ``mime`` defaults to ``text/markdown`` on the gateway. The UTF-8 bytes of
+        ``content`` may be at most the gateway's JSON content limit (1 MiB by
+        default, :class:`ArtifactTooLarge` beyond: use :meth:`publish`). Same
+        credential, quota, idempotency and answer as :meth:`publish`.
+        """
+        return await uploads.publish_text(
+            self._transport,
+            name,
+            content,
+            mime=mime,
+            description=description,
+            metadata=metadata,
+            derived_from=derived_from,
+            artifact_type=artifact_type,
+            idempotency_key=idempotency_key,
         )
 
     # -- reading
@@ -178,6 +213,7 @@ class AsyncArtifactClient:
         name_prefix: str | None = None,
         include_deleted: bool = False,
         page_size: int | None = None,
+        artifact_type: str | None = None,
     ) -> AsyncIterator[Artifact]:
         """Every matching artifact, newest first, following ``next_cursor`` page by page."""
         params: dict[str, str] = {
@@ -191,6 +227,7 @@ class AsyncArtifactClient:
                 ("owner", owner),
                 ("mime_class", mime_class),
                 ("name_prefix", name_prefix),
+                ("artifact_type", artifact_type),
                 ("limit", page_size),
             )
             if value is not None
@@ -241,6 +278,20 @@ class AsyncArtifactClient:
         return stream
 
     # -- downloading
+
+    async def read_content(
+        self, artifact: str | Artifact, *, max_bytes: int = 1024 * 1024
+    ) -> ArtifactContent:
+        """The whole content of a small artifact in memory, verified by sha256.
+
+        An artifact larger than ``max_bytes`` raises :class:`ArtifactTooLarge`
+        before any byte is fetched (use :meth:`download` for those). The answer
+        also carries the gateway's serving decision: ``inline`` text (valid UTF-8)
+        or image, or an attachment.
+        """
+        if isinstance(artifact, str):
+            artifact = await self.get(artifact)
+        return await downloads.read_content(self._transport, artifact, max_bytes)
 
     async def download(
         self,

@@ -5,6 +5,9 @@ resumes there with ``Range`` (the ``ETag`` must still name the same content,
 else it starts over). The result is renamed into place only when its sha256
 matches both the ``Repr-Digest`` header and the sha256 the gateway recorded;
 otherwise the partial file is removed and :class:`DigestMismatch` raised.
+
+:func:`read_content` reads a small artifact whole into memory instead, bounded
+by a size the caller chooses, with the same checks.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from typing import IO
 import aiohttp
 from yarl import URL
 
-from mobius_artifacts.errors import ArtifactDeleted, DigestMismatch, Unavailable
+from mobius_artifacts.errors import ArtifactDeleted, ArtifactTooLarge, DigestMismatch, Unavailable
 from mobius_artifacts.transport import CHUNK_SIZE, Activity, Retryable, Transport
-from mobius_artifacts.values import Artifact, Progress
+from mobius_artifacts.values import Artifact, ArtifactContent, Progress
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 
@@ -143,6 +146,53 @@ async def _fetch(transport: Transport, url: URL, state: PartialFile, activity: A
                 activity.advance(len(buffer))
         if state.have != size:
             raise aiohttp.ClientPayloadError(f"got {state.have} of {size} bytes")
+
+
+async def read_content(transport: Transport, artifact: Artifact, max_bytes: int) -> ArtifactContent:
+    """The bytes of ``artifact`` in memory, verified, with the gateway's serving decision.
+
+    An artifact larger than ``max_bytes`` is refused before any byte is fetched
+    (:class:`ArtifactTooLarge`, without a status: the limit is the caller's).
+    """
+    if artifact.deleted:
+        raise ArtifactDeleted(
+            f"artifact {artifact.id} was deleted; only its tombstone remains", status=410
+        )
+    if artifact.size > max_bytes:
+        raise ArtifactTooLarge(
+            f"artifact {artifact.id} holds {artifact.size} bytes, more than the "
+            f"{max_bytes} read into memory"
+        )
+    url = transport.url("artifacts", artifact.id, "content")
+    headers = {**transport.read_headers(), "Accept-Encoding": "identity"}
+
+    async def attempt() -> ArtifactContent:
+        async with transport.request(
+            "GET", url, headers=headers, timeout=transport.timeout
+        ) as resp:
+            await transport.raise_for(resp)
+            data = bytearray()
+            async for chunk in resp.content.iter_any():
+                data += chunk
+                if len(data) > artifact.size:
+                    break
+            if len(data) != artifact.size:
+                raise aiohttp.ClientPayloadError(f"got {len(data)} of {artifact.size} bytes")
+            digest = parse_repr_digest(resp.headers.get("Repr-Digest"))
+            got = hashlib.sha256(data).hexdigest()
+            if got != artifact.sha256 or digest not in (None, artifact.sha256):
+                raise DigestMismatch(
+                    f"the bytes of {artifact.id} hash to {got}, expected {artifact.sha256}"
+                )
+            disposition = resp.headers.get("Content-Disposition", "")
+            return ArtifactContent(
+                artifact=artifact,
+                data=bytes(data),
+                content_type=resp.headers.get("Content-Type", "application/octet-stream"),
+                inline=disposition.split(";")[0].strip().lower() == "inline",
+            )
+
+    return await transport.retrying(attempt)
 
 
 def _open_part(path: Path) -> IO[bytes]:

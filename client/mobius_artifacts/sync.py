@@ -29,6 +29,7 @@ from mobius_artifacts.client import AsyncArtifactClient
 from mobius_artifacts.events import EventStream
 from mobius_artifacts.values import (
     Artifact,
+    ArtifactContent,
     ArtifactRef,
     Event,
     Progress,
@@ -198,6 +199,7 @@ class ArtifactClient:
         mime: str | None = None,
         idempotency_key: str | None = None,
         progress: Progress | None = None,
+        artifact_type: str | None = None,
     ) -> ArtifactRef:
         """See :meth:`AsyncArtifactClient.publish`."""
         return self._runner.run(
@@ -210,6 +212,33 @@ class ArtifactClient:
                 mime=mime,
                 idempotency_key=idempotency_key,
                 progress=progress,
+                artifact_type=artifact_type,
+            )
+        )
+
+    def publish_text(
+        self,
+        name: str,
+        content: str,
+        *,
+        mime: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        derived_from: Iterable[str | ArtifactRef | Artifact] | None = None,
+        artifact_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ArtifactRef:
+        """See :meth:`AsyncArtifactClient.publish_text`."""
+        return self._runner.run(
+            self._async.publish_text(
+                name,
+                content,
+                mime=mime,
+                description=description,
+                metadata=metadata,
+                derived_from=derived_from,
+                artifact_type=artifact_type,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -230,6 +259,7 @@ class ArtifactClient:
         name_prefix: str | None = None,
         include_deleted: bool = False,
         page_size: int | None = None,
+        artifact_type: str | None = None,
     ) -> SyncIterator[Artifact]:
         """See :meth:`AsyncArtifactClient.list`."""
         return SyncIterator(
@@ -245,6 +275,7 @@ class ArtifactClient:
                 name_prefix=name_prefix,
                 include_deleted=include_deleted,
                 page_size=page_size,
+                artifact_type=artifact_type,
             ),
         )
 
@@ -257,6 +288,12 @@ class ArtifactClient:
     ) -> Path:
         """See :meth:`AsyncArtifactClient.download`."""
         return self._runner.run(self._async.download(artifact_id, dest, progress=progress))
+
+    def read_content(
+        self, artifact: str | Artifact, *, max_bytes: int = 1024 * 1024
+    ) -> ArtifactContent:
+        """See :meth:`AsyncArtifactClient.read_content`."""
+        return self._runner.run(self._async.read_content(artifact, max_bytes=max_bytes))
 
     def signed_url(self, artifact_id: str, expires_in: int = 300) -> SignedURL:
         """See :meth:`AsyncArtifactClient.signed_url`."""

@@ -1,5 +1,7 @@
 """Publishing: one multipart ``POST`` per attempt, streamed, hashed, retried safely.
 
+(A small text artifact can instead be one JSON ``POST``: :func:`publish_text`.)
+
 The bytes are streamed in 1 MiB chunks (bounded memory for any size), with
 ``Content-Length`` when the size is known. One ``Idempotency-Key`` serves every
 retry of a publish, so a retry after a lost answer returns the same artifact and
@@ -168,6 +170,7 @@ async def publish(
     mime: str | None,
     idempotency_key: str | None,
     progress: Progress | None,
+    artifact_type: str | None = None,
 ) -> ArtifactRef:
     """Publish the bytes of ``path_or_fileobj``; see the module docstring."""
     source = UploadSource(path_or_fileobj)
@@ -183,6 +186,8 @@ async def publish(
         if derived_from is not None:
             ids = [d if isinstance(d, str) else d.id for d in derived_from]
             form_fields.append(("derived_from", json.dumps(ids), "application/json"))
+        if artifact_type is not None:
+            form_fields.append(("artifact_type", artifact_type, TEXT))
         headers = {
             **transport.publish_headers(),
             "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
@@ -233,3 +238,61 @@ async def _post(
         await transport.raise_for(resp)
         data: Mapping[str, Any] = await read_json(resp)
         return data
+
+
+async def publish_text(
+    transport: Transport,
+    name: str,
+    content: str,
+    *,
+    mime: str | None,
+    description: str | None,
+    metadata: Mapping[str, Any] | None,
+    derived_from: Iterable[str | ArtifactRef | Artifact] | None,
+    artifact_type: str | None,
+    idempotency_key: str | None,
+) -> ArtifactRef:
+    """Publish ``content`` as a text artifact: one JSON ``POST``, retried with one key.
+
+    The gateway stores the UTF-8 bytes of ``content`` (at most
+    ``GATEWAY_MAX_JSON_CONTENT_BYTES``, 1 MiB by default; larger is
+    :class:`~mobius_artifacts.errors.ArtifactTooLarge`: publish a file instead);
+    the sha256 it records is checked against those bytes.
+    """
+    body: dict[str, Any] = {"name": name, "content": content}
+    optional: dict[str, Any] = {
+        "mime": mime,
+        "description": description,
+        "metadata": dict(metadata) if metadata is not None else None,
+        "derived_from": (
+            [d if isinstance(d, str) else d.id for d in derived_from]
+            if derived_from is not None
+            else None
+        ),
+        "artifact_type": artifact_type,
+    }
+    body |= {key: value for key, value in optional.items() if value is not None}
+    payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    sha256 = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    headers = {
+        **transport.publish_headers(),
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
+    }
+    url = transport.url("artifacts")
+
+    async def attempt() -> ArtifactRef:
+        async with transport.request(
+            "POST", url, data=payload, headers=headers, timeout=transport.timeout
+        ) as resp:
+            await transport.raise_for(resp)
+            data = await read_json(resp)
+        ref = ArtifactRef.from_json(data, transport.project)
+        if ref.sha256 != sha256:
+            raise DigestMismatch(
+                f"the gateway recorded sha256 {ref.sha256} for {ref.id}, "
+                f"but the text sent hashes to {sha256}"
+            )
+        return ref
+
+    return await transport.retrying(attempt)

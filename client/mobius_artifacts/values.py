@@ -87,6 +87,8 @@ class Artifact:
     description: str | None
     metadata: Mapping[str, Any]
     derived_from: tuple[str, ...]
+    artifact_type: str | None = None
+    """A label such as ``report``, ``plan`` or ``log`` (``None`` when not set)."""
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -110,6 +112,7 @@ class Artifact:
             description=data.get("description"),
             metadata=dict(data.get("metadata") or {}),
             derived_from=tuple(data.get("derived_from") or ()),
+            artifact_type=data.get("artifact_type"),
             raw=dict(data),
         )
 
@@ -127,6 +130,35 @@ class Artifact:
             size=self.size,
             sha256=self.sha256,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArtifactContent:
+    """The bytes of a small artifact, read whole and verified by sha256.
+
+    ``inline`` and ``content_type`` are the gateway's serving decision: text it
+    serves inline is ``text/plain; charset=utf-8``, a raster image it serves
+    inline keeps its image type, and everything else is an attachment.
+    """
+
+    artifact: Artifact
+    data: bytes = field(repr=False)
+    content_type: str
+    inline: bool
+
+    @property
+    def is_text(self) -> bool:
+        """Served inline as UTF-8 text (the gateway checked that the bytes are UTF-8)."""
+        return self.inline and self.content_type.split(";")[0].strip().lower() == "text/plain"
+
+    @property
+    def is_image(self) -> bool:
+        """A raster image served inline (its bytes agree with its image type)."""
+        return self.inline and self.content_type.lower().startswith("image/")
+
+    def text(self) -> str:
+        """The bytes as UTF-8 text (``UnicodeDecodeError`` when they are not)."""
+        return self.data.decode("utf-8")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,12 +38,13 @@ LIST_DISTRIBUTIONS = (
     "print(json.dumps(sorted(d.metadata['Name'].lower().replace('_', '-') "
     "for d in m.distributions())))"
 )
-# Every module of the package imports, and none of the server comes along.
+# Every module of the package imports (but the MCP server, which needs the `mcp`
+# extra), and none of the server comes along.
 IMPORT_ALL = (
     "import importlib, json, pkgutil, sys, mobius_artifacts as p; "
     "[importlib.import_module(m.name) "
     "for m in pkgutil.walk_packages(p.__path__, 'mobius_artifacts.') "
-    "if m.name != 'mobius_artifacts.__main__']; "
+    "if m.name not in ('mobius_artifacts.__main__', 'mobius_artifacts.mcp_server')]; "
     "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))"
 )
 
@@ -98,13 +99,14 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     assert {"mobius-artifacts", "aiohttp"} <= installed
     assert not installed & set(SERVER_ONLY), sorted(installed & set(SERVER_ONLY))
     assert "tqdm" not in installed  # the progress bar is the [progress] extra
+    assert "mcp" not in installed  # the MCP server is the [mcp] extra
 
     (site_packages,) = (venv / "lib").glob("python3.*/site-packages")
     size = tree_size(site_packages)
     assert size < MAX_SITE_PACKAGES, f"site-packages holds {size / 1e6:.1f} MB"
 
     modules = set(json.loads(run(python, "-c", IMPORT_ALL, cwd=tmp_path)))
-    assert not modules & {"gateway", "leases", "storage", "tqdm"}, sorted(modules)
+    assert not modules & {"gateway", "leases", "storage", "tqdm", "mcp"}, sorted(modules)
     version = run(venv / "bin" / "mobius-artifacts", "--version", cwd=tmp_path).strip()
     assert version == f"mobius-artifacts {mobius_artifacts.__version__}"
     # without tqdm, and with no gateway to talk to: a configuration error, exit 2
@@ -119,3 +121,16 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("mobius-artifacts: configuration_error: no gateway URL")
+    # the MCP server without its extra: one line naming the extra, exit 2
+    result = subprocess.run(
+        [venv / "bin" / "mobius-artifacts", "mcp"],
+        env={"PATH": os.environ.get("PATH", "")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("mobius-artifacts: mcp_unavailable: "), result.stderr
+    assert "pip install 'mobius-artifacts[mcp]'" in result.stderr

@@ -101,7 +101,18 @@ def test_importing_gateway_client_warns_of_nothing() -> None:
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
-SYNC_METHODS = ["publish", "get", "list", "download", "signed_url", "delete", "quota", "events"]
+SYNC_METHODS = [
+    "publish",
+    "publish_text",
+    "get",
+    "list",
+    "download",
+    "read_content",
+    "signed_url",
+    "delete",
+    "quota",
+    "events",
+]
 
 
 def parameters(function: object, *, without: tuple[str, ...] = ()) -> list[tuple[object, ...]]:

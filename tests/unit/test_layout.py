@@ -16,6 +16,8 @@ SERVER = {"gateway", "leases", "storage"}
 # one dependency) with the two packages aiohttp's own API hands out, and tqdm, the
 # optional progress bar.
 CLIENT_THIRD_PARTY = {"aiohttp", "yarl", "multidict", "tqdm"}
+# The MCP server alone may import the official SDK (the `mcp` extra) and pydantic, its models.
+CLIENT_EXTRAS = {"mcp_server.py": {"mcp", "pydantic"}}
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -41,7 +43,7 @@ def test_client_imports_nothing_of_the_server() -> None:
     assert CLIENT / "client.py" in paths
     allowed = set(sys.stdlib_module_names) | CLIENT_THIRD_PARTY | {"mobius_artifacts"}
     for path in paths:
-        imported = imported_packages(path)
+        imported = imported_packages(path) - CLIENT_EXTRAS.get(path.name, set())
         wrong = imported & SERVER
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
         unknown = imported - allowed
@@ -59,6 +61,17 @@ def test_client_distribution_depends_on_aiohttp_only() -> None:
     assert [d.split(">")[0].split("<")[0].strip() for d in project["dependencies"]] == ["aiohttp"]
     assert project["scripts"] == {"mobius-artifacts": "mobius_artifacts.cli:main"}
     assert (CLIENT / "py.typed").is_file()
+    # the MCP server's SDK is an extra; the root's dev extra installs it for the tests
+    assert project["optional-dependencies"]["mcp"] == ["mcp>=2,<3"]
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "mcp>=2,<3" in root["optional-dependencies"]["dev"]
+
+
+def test_only_the_mcp_server_imports_the_mcp_sdk() -> None:
+    """``import mobius_artifacts`` and every other module work without the ``mcp`` extra."""
+    for path in sorted(CLIENT.rglob("*.py")):
+        if path.name not in CLIENT_EXTRAS:
+            assert not imported_packages(path) & {"mcp", "pydantic"}, path
 
 
 def test_root_distribution_carries_the_client() -> None:

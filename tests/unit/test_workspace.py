@@ -1,0 +1,83 @@
+"""``mobius_artifacts.workspace``: which paths an agent may deliver (the MCP server's
+``deliver_file``), symbolic links resolved."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from mobius_artifacts import ConfigurationError
+from mobius_artifacts.workspace import Workspace, WorkspaceError
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Workspace, Path]:
+    """A workspace ``ws`` beside ``outside`` and ``ws-2`` (a name that shares its prefix)."""
+    ws, outside, sibling = tmp_path / "ws", tmp_path / "outside", tmp_path / "ws-2"
+    for d in (ws / "sub", outside, sibling):
+        d.mkdir(parents=True)
+    (ws / "report.md").write_text("# report\n")
+    (ws / "sub" / "data.csv").write_text("a,b\n")
+    (outside / "secret.txt").write_text("secret\n")
+    (sibling / "x.txt").write_text("x\n")
+    (ws / "escape").symlink_to(outside / "secret.txt")
+    (ws / "escape-dir").symlink_to(outside)
+    (ws / "inner").symlink_to(ws / "sub" / "data.csv")
+    return Workspace.at(ws), tmp_path
+
+
+def refused(ws: Workspace, path: str) -> str:
+    with pytest.raises(WorkspaceError) as info:
+        ws.open(path)
+    return info.value.code
+
+
+def test_files_inside_open_relative_or_absolute(tree: tuple[Workspace, Path]) -> None:
+    ws, _ = tree
+    for path in ("report.md", "./sub/../report.md", str(ws.root / "report.md")):
+        resolved, fh = ws.open(path)
+        with fh:
+            assert resolved == ws.root / "report.md"
+            assert fh.read() == b"# report\n"
+    resolved, fh = ws.open("inner")  # a link that stays inside is followed
+    fh.close()
+    assert resolved == ws.root / "sub" / "data.csv"
+
+
+def test_escapes_are_refused(tree: tuple[Workspace, Path]) -> None:
+    ws, tmp = tree
+    assert refused(ws, "../outside/secret.txt") == "outside_workspace"
+    assert refused(ws, "sub/../../outside/secret.txt") == "outside_workspace"
+    assert refused(ws, str(tmp / "outside" / "secret.txt")) == "outside_workspace"
+    assert refused(ws, "../ws-2/x.txt") == "outside_workspace"
+    assert refused(ws, "escape") == "outside_workspace"  # a symbolic link out
+    assert refused(ws, "escape-dir/secret.txt") == "outside_workspace"
+    assert refused(ws, "../outside/missing.txt") == "outside_workspace"
+    assert refused(ws, "/etc/passwd") == "outside_workspace"
+
+
+def test_directories_missing_files_and_odd_paths_are_refused(
+    tree: tuple[Workspace, Path],
+) -> None:
+    ws, _ = tree
+    assert refused(ws, "sub") == "is_a_directory"
+    assert refused(ws, ".") == "is_a_directory"
+    assert refused(ws, "missing.txt") == "file_not_found"
+    assert refused(ws, "") == "invalid_path"
+    assert refused(ws, "a\0b") == "invalid_path"
+    os.mkfifo(ws.root / "pipe")
+    assert refused(ws, "pipe") == "not_a_file"
+    (ws.root / "loop").symlink_to(ws.root / "loop")
+    assert refused(ws, "loop") in ("invalid_path", "file_not_found", "os_error")
+
+
+def test_the_workspace_must_be_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        Workspace.at(tmp_path / "missing")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ConfigurationError):
+        Workspace.at(tmp_path / "f")
+    linked = tmp_path / "link"
+    linked.symlink_to(tmp_path)
+    assert Workspace.at(linked).root == tmp_path.resolve()
