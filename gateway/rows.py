@@ -53,6 +53,7 @@ class ArtifactRow:
     object_key: str
     storage_backend: str
     signing_epoch: int
+    artifact_type: str | None = None  # a slug label (report, plan, log …)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
