@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from ulid import ULID
 
-from gateway import metrics
+from gateway import content, metrics
 from gateway.db import artifacts as artifact_rows
 from gateway.db import deletions, projects
 from gateway.db import events as event_rows
@@ -85,8 +85,39 @@ def view(row: ArtifactRow) -> dict[str, Any]:
         "description": row.description,
         "metadata": {},
         "derived_from": list(row.derived_from),
+        "artifact_type": row.artifact_type,
     }
     return with_metadata(artifact, row.metadata)
+
+
+INCLUDED_CONTENT_BYTES = 1024 * 1024
+"""The largest text ``?include_content=true`` puts into the artifact's JSON."""
+
+
+async def included_content(store: ObjectStore, row: ArtifactRow) -> dict[str, Any]:
+    """``content`` for ``GET …/artifacts/{id}?include_content=true``.
+
+    The text of a text artifact (the serving policy's inline text rule: a text or
+    code mime whose bytes agreed with it) of at most 1 MiB; otherwise ``"content":
+    null`` and ``"content_omitted"``: ``binary``, ``too_large`` or ``deleted``.
+    """
+    if not row.available:
+        return {"content": None, "content_omitted": "deleted"}
+    shown = content.presentation(row.mime, row.content_agrees)
+    if shown.disposition != "inline" or shown.content_type != content.TEXT_PLAIN_UTF8:
+        return {"content": None, "content_omitted": "binary"}
+    if row.size > INCLUDED_CONTENT_BYTES:
+        return {"content": None, "content_omitted": "too_large"}
+    data = bytearray()
+    async with await store.open_range(row.object_key) as reader:
+        async for chunk in reader.iter_chunks():
+            data += chunk
+            if len(data) > INCLUDED_CONTENT_BYTES:  # the object is not what the row says
+                return {"content": None, "content_omitted": "too_large"}
+    try:
+        return {"content": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"content": None, "content_omitted": "binary"}
 
 
 def view_json(row: ArtifactRow) -> str:

@@ -67,6 +67,7 @@ class Config:
     url_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
     default_quota_bytes: int = 10 * 1024**3
     max_artifact_bytes: int = 5 * 1024**3
+    max_json_content_bytes: int = 1024 * 1024
     serve_pdf_inline: bool = False
     shutdown_timeout_seconds: float = 30.0
     body_idle_timeout_seconds: float = 60.0
@@ -119,6 +120,9 @@ class Config:
             url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
             default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
+            max_json_content_bytes=e.integer(
+                "GATEWAY_MAX_JSON_CONTENT_BYTES", 1024 * 1024, low=1, high=64 * 1024 * 1024
+            ),
             serve_pdf_inline=e.flag("GATEWAY_SERVE_PDF_INLINE", default=False),
             body_idle_timeout_seconds=e.number("GATEWAY_BODY_IDLE_TIMEOUT_SECONDS", 60.0, low=0.1),
             body_min_rate_bytes_per_second=e.integer(

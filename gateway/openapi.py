@@ -183,6 +183,45 @@ _SCHEMAS: dict[str, Any] = {
                 "then `{}`); rows written under today's input limits never have it",
             },
             "derived_from": {"type": "array", "items": {"type": "string"}},
+            "artifact_type": {
+                "type": ["string", "null"],
+                "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
+                "description": "an optional label: report, plan, dataset, log …",
+            },
+            "content": {
+                "type": ["string", "null"],
+                "description": "with ?include_content=true: the text of a text artifact "
+                "of at most 1 MiB",
+            },
+            "content_omitted": {
+                "enum": ["binary", "too_large", "deleted"],
+                "description": "with ?include_content=true: why `content` is null",
+            },
+        },
+    },
+    "JsonPublish": {
+        "type": "object",
+        "required": ["name", "content"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "maxLength": 255},
+            "content": {
+                "type": "string",
+                "description": "UTF-8 text, at most GATEWAY_MAX_JSON_CONTENT_BYTES (1 MiB) "
+                "encoded; larger is 413 artifact_too_large (use multipart)",
+            },
+            "mime": {"type": "string", "default": "text/markdown"},
+            "description": {"type": ["string", "null"], "maxLength": 4096},
+            "metadata": {"type": ["object", "null"]},
+            "derived_from": {
+                "type": ["array", "null"],
+                "maxItems": 100,
+                "items": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+            },
+            "artifact_type": {
+                "type": ["string", "null"],
+                "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
+            },
         },
     },
     "ArtifactList": {
@@ -291,6 +330,9 @@ def _paths() -> dict[str, Any]:
         _query("session_id", {"type": "string"}, "lineage filter"),
         _query("owner", {"type": "string"}, "kind:id — user:alice, agent:x, run:run_42"),
         _query("mime_class", {"enum": ["image", "html", "code", "text", "other"]}, "class"),
+        _query(
+            "artifact_type", {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}, "label"
+        ),
         _query("name_prefix", {"type": "string"}, "names starting with this"),
         _query("include_deleted", {"enum": ["true", "false"]}, "include tombstones"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, ""),
@@ -335,6 +377,11 @@ def _paths() -> dict[str, Any]:
                     "a JSON array of ids of artifacts of the same project, "
                     'e.g. ["art_01JD3K7Q9ZB4M2X8N6V5T1R0PA"]'
                 ),
+            },
+            "artifact_type": {
+                "type": "string",
+                "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
+                "description": "an optional label: report, plan, dataset, log …",
             },
         },
     }
@@ -449,7 +496,8 @@ def _paths() -> dict[str, Any]:
                         "multipart/form-data": {
                             "schema": publish_form,
                             "encoding": publish_encoding,
-                        }
+                        },
+                        JSON: {"schema": _ref("JsonPublish")},
                     },
                 },
                 "responses": {
@@ -510,10 +558,18 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getArtifact",
                 "tags": ["artifacts"],
                 "summary": "The artifact, or its tombstone (artifacts:read)",
-                "parameters": [_PROJECT, _ARTIFACT],
+                "parameters": [
+                    _PROJECT,
+                    _ARTIFACT,
+                    _query(
+                        "include_content",
+                        {"enum": ["true", "false"]},
+                        "add `content`: the text of a text artifact of at most 1 MiB",
+                    ),
+                ],
                 "responses": {
                     "200": _json(_ref("Artifact"), "the artifact"),
-                    **_problems(401, 403, 404, 503),
+                    **_problems(400, 401, 403, 404, 503),
                 },
             },
             "delete": {

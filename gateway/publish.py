@@ -47,7 +47,7 @@ from gateway.errors import (
     InvalidRequest,
     LineageNotAllowed,
 )
-from gateway.ids import ARTIFACT_ID
+from gateway.ids import ARTIFACT_ID, ARTIFACT_TYPE
 from gateway.jsonio import JsonRefused, parse_json
 from gateway.logs import get_logger
 from gateway.names import InvalidName, file_part_filename, normalise_name
@@ -74,7 +74,16 @@ LINEAGE_NAMES = frozenset(
 LINEAGE_HEADER_WORDS = frozenset({"run", "step", "job", "session", "worker_session", "project"})
 LINEAGE_HEADER_PREFIX = "x-mobius-"
 # Byte caps of the descriptive parts (UTF-8).
-PART_CAPS = {"name": 1024, "description": 4096, "metadata": 16384, "derived_from": 8192}
+PART_CAPS = {
+    "name": 1024,
+    "description": 4096,
+    "metadata": 16384,
+    "derived_from": 8192,
+    "artifact_type": 256,
+}
+# The keys of a JSON-body publish: the descriptive parts, the text and its mime.
+JSON_KEYS = frozenset({*PART_CAPS, "content", "mime"})
+DEFAULT_JSON_MIME = "text/markdown"
 MAX_PARTS = 8
 MAX_DERIVED_FROM = 100
 # Upper bound of everything in a form that is not the file's bytes: descriptive
@@ -142,6 +151,7 @@ class Form:
     description: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     derived_from: tuple[str, ...] = ()
+    artifact_type: str | None = None
     filename: str | None = None
     declared_mime: str | None = None
     seen: set[str] = field(default_factory=set)
@@ -170,23 +180,40 @@ class Form:
         self.declared_mime = content_type
 
     def describe(self, name: str, text: str) -> None:
-        """One descriptive part's text, validated."""
+        """One descriptive part's text (a multipart part), validated."""
+        if name in ("metadata", "derived_from"):
+            self.set_value(name, _json_part(name, text))
+        else:
+            self.set_value(name, text)
+
+    def set_value(self, name: str, value: Any) -> None:
+        """One descriptive value (``metadata`` and ``derived_from`` as parsed JSON)."""
+        if name in ("name", "description", "artifact_type") and not isinstance(value, str):
+            raise InvalidRequest(f"'{name}' must be a string")
         if name == "name":
             try:
-                self.name = normalise_name(text)
+                self.name = normalise_name(value)
             except InvalidName as exc:
                 raise InvalidRequest(str(exc)) from None
         elif name == "description":
-            if _FORBIDDEN_IN_TEXT.search(text):
+            if len(value.encode()) > PART_CAPS["description"]:
+                raise InvalidRequest(f"description is larger than {PART_CAPS['description']} bytes")
+            if _FORBIDDEN_IN_TEXT.search(value):
                 raise InvalidRequest("description must not contain NUL or control characters")
-            self.description = text
+            self.description = value
         elif name == "metadata":
-            value = _json_part(name, text)
             if not isinstance(value, dict):
                 raise InvalidRequest("metadata must be a JSON object")
+            if len(json.dumps(value).encode()) > PART_CAPS["metadata"]:
+                raise InvalidRequest(f"metadata is larger than {PART_CAPS['metadata']} bytes")
             self.metadata = value
+        elif name == "artifact_type":
+            if not ARTIFACT_TYPE.match(value):
+                raise InvalidRequest(
+                    "artifact_type is a slug: a-z 0-9 . _ -, 1 to 64, starting a-z or 0-9"
+                )
+            self.artifact_type = value
         elif name == "derived_from":
-            value = _json_part(name, text)
             if (
                 not isinstance(value, list)
                 or len(value) > MAX_DERIVED_FROM
@@ -226,6 +253,8 @@ class Form:
             "metadata": self.metadata,
             "derived_from": list(self.derived_from),
         }
+        if self.artifact_type is not None:  # absent: digests recorded before it existed hold
+            described["artifact_type"] = self.artifact_type
         canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -270,7 +299,7 @@ class Publish:
             raise ArtifactDeleted("the artifact this Idempotency-Key published was deleted since")
         return record
 
-    async def precheck(self) -> None:
+    async def precheck(self, *, exact_size: int | None = None) -> None:
         """Refuse early what cannot fit, and bound the file stream by the quota left.
 
         A body small enough to be a small file (``Content-Length`` within the form
@@ -278,11 +307,15 @@ class Publish:
         larger body, or one without ``Content-Length`` (chunked), reads the quota
         once, so it is refused before its first byte when ``Content-Length``
         proves it cannot fit, and cut off as soon as it passes what is left.
+        ``exact_size``: the file's size is known (a JSON-body text), compare that.
         """
         length = self.content_length
-        if length is not None and length <= FORM_OVERHEAD:
+        if exact_size is None and length is not None and length <= FORM_OVERHEAD:
             return
-        smallest = 0 if length is None else length - FORM_OVERHEAD
+        if exact_size is not None:
+            smallest = exact_size
+        else:
+            smallest = 0 if length is None else length - FORM_OVERHEAD
         if smallest > self.config.max_artifact_bytes:
             raise ArtifactTooLarge(
                 f"Content-Length {length} exceeds the maximum artifact size of "
@@ -311,6 +344,44 @@ class Publish:
             raise artifacts.quota_exceeded(
                 self.stream_limit + 1, self.quota, at_least=True
             ) from None
+
+    def text_file(self, body: dict[str, Any]) -> bytes:
+        """A JSON-body publish: its keys into the form, its ``content`` as the file's bytes.
+
+        A lineage-named key is ``400 lineage_not_allowed``; an unknown one ``400``;
+        ``name`` and ``content`` are required; ``content`` is UTF-8 text of at most
+        ``GATEWAY_MAX_JSON_CONTENT_BYTES`` once encoded (larger: ``413``, use
+        multipart); ``mime`` defaults to ``text/markdown`` and must be a media type.
+        """
+        for key in body:
+            if is_lineage_name(key):
+                raise LineageNotAllowed(f"key '{key}' names lineage")
+        unknown = sorted(set(body) - JSON_KEYS)
+        if unknown:
+            raise InvalidRequest(f"unknown key(s): {', '.join(unknown)}")
+        for required in ("name", "content"):
+            if required not in body:
+                raise InvalidRequest(f"'{required}' is required")
+        content_text, mime = body["content"], body.get("mime", DEFAULT_JSON_MIME)
+        if not isinstance(content_text, str):
+            raise InvalidRequest("'content' must be a string (UTF-8 text)")
+        if not isinstance(mime, str) or content.normalise_mime(mime) is None:
+            raise InvalidRequest("'mime' must be a media type such as text/markdown")
+        data = content_text.encode("utf-8")
+        limit = self.config.max_json_content_bytes
+        if len(data) > limit:
+            raise ArtifactTooLarge(
+                f"'content' is {len(data)} bytes; a JSON publish takes at most {limit}: "
+                "send larger files as multipart/form-data"
+            )
+        for key in ("name", "description", "metadata", "derived_from", "artifact_type"):
+            if body.get(key) is not None or key == "name":
+                self.form.begin(key)
+                self.form.set_value(key, body[key])
+        self.form.begin("file")
+        self.form.declared_mime = mime
+        self.form.finish()
+        return data
 
     async def digest_file(self, chunks: AsyncIterable[bytes]) -> str:
         """Hash a replayed file without storing it again."""
@@ -365,6 +436,7 @@ class Publish:
             object_key=self.key,
             storage_backend=self.store.backend_name,
             signing_epoch=0,
+            artifact_type=form.artifact_type,
         )
 
     async def commit(self, idempotency: IdempotencyClaim | None) -> tuple[ArtifactRow, bool]:

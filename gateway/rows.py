@@ -19,6 +19,14 @@ def _columns(cls: type[Any], record: Mapping[str, Any]) -> dict[str, Any]:
     return {f.name: record[f.name] for f in fields(cls)}
 
 
+class _Row:
+    """A row read as its table's columns of the same names."""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        return cls(**_columns(cls, record))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ArtifactRow:
     """A row of ``artifacts``: an artifact, available or a tombstone."""
@@ -53,6 +61,7 @@ class ArtifactRow:
     object_key: str
     storage_backend: str
     signing_epoch: int
+    artifact_type: str | None = None  # a slug label (report, plan, log …)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
@@ -105,7 +114,7 @@ class QuotaRow:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EventRow:
+class EventRow(_Row):
     """A row of ``events``; ``payload`` (the artifact) and ``metadata`` are the
     stored JSON texts, read apart so a payload that cannot be served costs one field."""
 
@@ -116,13 +125,9 @@ class EventRow:
     metadata: str | None
     created_at: datetime
 
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Self:
-        return cls(**_columns(cls, record))
-
 
 @dataclass(frozen=True, kw_only=True)
-class PendingUpload:
+class PendingUpload(_Row):
     """A row of ``pending_uploads``: an object being written, for gc after a crash."""
 
     object_key: str
@@ -131,13 +136,9 @@ class PendingUpload:
     upload_id: str | None
     started_at: datetime
 
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Self:
-        return cls(**_columns(cls, record))
-
 
 @dataclass(frozen=True, kw_only=True)
-class ObjectDeletion:
+class ObjectDeletion(_Row):
     """A row of ``object_deletions``: an object whose delete failed, retried by gc."""
 
     object_key: str
@@ -146,10 +147,6 @@ class ObjectDeletion:
     enqueued_at: datetime
     attempts: int
     last_error: str | None
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Self:
-        return cls(**_columns(cls, record))
 
 
 @dataclass(frozen=True, kw_only=True)

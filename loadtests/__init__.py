@@ -3,5 +3,5 @@
 The suite starts its own Postgres and SeaweedFS, runs ``artifact-gateway serve``
 as a subprocess, and measures each workload through the gateway side by side
 with the same workload sent straight to SeaweedFS (and, where installed, through
-MLflow's artifact proxy), reporting ratios against the targets of DESIGN.md.
+MLflow's artifact proxy), reporting ratios against the targets listed in loadtests/README.md.
 """

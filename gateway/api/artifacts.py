@@ -23,6 +23,7 @@ from gateway.db import artifacts as artifact_rows
 from gateway.db import mints, projects
 from gateway.db.artifacts import ListQuery
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
+from gateway.ids import ARTIFACT_TYPE
 from gateway.jsonio import field_int, rfc3339
 from gateway.logs import get_logger
 from gateway.rows import ArtifactRow
@@ -38,6 +39,7 @@ LIST_PARAMS = frozenset(
         "session_id",
         "owner",
         "mime_class",
+        "artifact_type",
         "name_prefix",
         "include_deleted",
         "limit",
@@ -60,7 +62,13 @@ async def visible_artifact(request: web.Request) -> tuple[str, Principal, Artifa
 
 async def get_artifact(request: web.Request) -> web.Response:
     _, _, row = await visible_artifact(request)
-    return json_response(artifacts.view(row))
+    body = artifacts.view(row)
+    include = request.query.get("include_content", "false")
+    if include not in ("true", "false"):
+        raise InvalidRequest("'include_content' is true or false")
+    if include == "true":
+        body |= await artifacts.included_content(request.app[STORE], row)
+    return json_response(body)
 
 
 def encode_cursor(seq: int) -> str:
@@ -111,6 +119,11 @@ def parse_list_query(query: Any) -> ListQuery:
         else:
             # a principal's owner id is its sub; its kind follows from the sub's prefix
             fields |= {"owner_kind": owner_kind_of(owner), "owner_id": owner}
+    artifact_type = query.get("artifact_type")
+    if artifact_type is not None:
+        if not ARTIFACT_TYPE.match(artifact_type):
+            raise InvalidRequest("'artifact_type' is a slug such as report, plan or log")
+        fields["artifact_type"] = artifact_type
     klass = query.get("mime_class")
     if klass is not None:
         if klass not in MIME_CLASSES:

@@ -25,7 +25,15 @@ from gateway.api.params import project_of
 from gateway.api.problems import problem_for
 from gateway.api.state import CONFIG, DB, STORE, RequestContext, client_gone, context
 from gateway.bodypace import BodyPace
-from gateway.errors import ClientClosed, InvalidRequest, LineageNotAllowed, UnsupportedMediaType
+from gateway.config import Config
+from gateway.errors import (
+    ArtifactTooLarge,
+    ClientClosed,
+    InvalidRequest,
+    LineageNotAllowed,
+    UnsupportedMediaType,
+)
+from gateway.jsonio import JsonRefused, parse_json
 from gateway.logs import get_logger
 from gateway.publish import MAX_PARTS, Publish, is_lineage_header, is_lineage_name
 from gateway.rows import ArtifactRow, IdempotencyRecord
@@ -92,6 +100,14 @@ async def _file_chunks(
         yield chunk
 
 
+def _pace(config: Config) -> BodyPace:
+    return BodyPace(
+        idle_timeout=config.body_idle_timeout_seconds,
+        min_rate=config.body_min_rate_bytes_per_second,
+        window_seconds=config.body_min_rate_window_seconds,
+    )
+
+
 async def read_form(
     request: web.Request, job: Publish, replay: IdempotencyRecord | None
 ) -> str | None:
@@ -100,12 +116,7 @@ async def read_form(
         reader = await request.multipart()
     except (ValueError, AssertionError) as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from None
-    config = job.config
-    pace = BodyPace(
-        idle_timeout=config.body_idle_timeout_seconds,
-        min_rate=config.body_min_rate_bytes_per_second,
-        window_seconds=config.body_min_rate_window_seconds,
-    )
+    pace = _pace(job.config)
     parts, digest = 0, None
     while (part := await _next_part(reader, pace)) is not None:
         parts += 1
@@ -131,6 +142,49 @@ async def read_form(
             await job.store_file(chunks)
     job.form.finish()
     return digest
+
+
+# A JSON body holds the text JSON-escaped (up to 6 bytes per byte for control
+# characters) and the descriptive keys: its byte limit, before the text's own.
+JSON_ESCAPE_FACTOR = 6
+JSON_BODY_OVERHEAD = 64 * 1024
+
+
+def json_body_limit(config: Config) -> int:
+    return config.max_json_content_bytes * JSON_ESCAPE_FACTOR + JSON_BODY_OVERHEAD
+
+
+async def read_json_body(request: web.Request, limit: int, pace: BodyPace) -> dict[str, Any]:
+    """The JSON publish body, read in chunks up to ``limit`` bytes (then 413)."""
+    body = bytearray()
+    while True:
+        idle_timeout, started = pace.idle_timeout, pace.started()
+        try:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise InvalidRequest(f"no body bytes arrived for {idle_timeout:g} seconds") from None
+        pace.arrived(len(chunk), started)
+        if not chunk:
+            break
+        body += chunk
+        context(request).bytes_in = len(body)
+        if len(body) > limit:
+            raise ArtifactTooLarge(
+                f"a JSON publish body is at most {limit} bytes: "
+                "send larger files as multipart/form-data"
+            )
+    try:
+        value = parse_json(bytes(body))
+    except JsonRefused as exc:
+        raise InvalidRequest(f"the body is refused: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return value
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def handle_publish(request: web.Request) -> web.Response:
@@ -169,10 +223,19 @@ async def _publish(request: web.Request) -> web.Response:
     # The media type alone, without aiohttp's (email-module) parameter parsing:
     # the multipart reader parses the boundary itself.
     media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    if media_type != "multipart/form-data":
-        raise UnsupportedMediaType("the publish body must be multipart/form-data")
+    if media_type not in ("multipart/form-data", "application/json"):
+        raise UnsupportedMediaType(
+            "the publish body must be multipart/form-data, or application/json for a text"
+        )
+    config = request.app[CONFIG]
+    as_json = media_type == "application/json"
+    if as_json and (request.content_length or 0) > json_body_limit(config):
+        raise ArtifactTooLarge(
+            f"a JSON publish body is at most {json_body_limit(config)} bytes: "
+            "send larger files as multipart/form-data"
+        )
     job = Publish(
-        config=request.app[CONFIG],
+        config=config,
         db=request.app[DB],
         store=request.app[STORE],
         project=project,
@@ -182,17 +245,28 @@ async def _publish(request: web.Request) -> web.Response:
     context(request).artifact_id = job.artifact_id
     idempotency = publisher.idempotency(request.headers.get("Idempotency-Key"))
     replay = await job.replay_of(idempotency)
-    if replay is None:
+    if replay is None and not as_json:
         await job.precheck()
     # Every refusal that needs no body came before this point: only now is a
     # client that waits on `Expect: 100-continue` asked for the body.
     await send_continue(request)
-    if replay is not None:
+    if as_json:
+        body = await read_json_body(request, json_body_limit(config), _pace(config))
+        text = job.text_file(body)
+        if replay is not None:
+            job.check_replay(replay, await job.digest_file(_one(text)))
+            return _answer(replay.artifact, status=200)
+        await job.precheck(exact_size=len(text))
+    elif replay is not None:
         digest = await read_form(request, job, replay)
         job.check_replay(replay, digest or "")
         return _answer(replay.artifact, status=200)
     try:
-        await read_form(request, job, None)
+        if as_json:
+            context(request).bytes_in = len(text)
+            await job.store_file(_one(text))
+        else:
+            await read_form(request, job, None)
         row, created = await job.commit(idempotency)
     except BaseException:
         await job.discard()

@@ -55,6 +55,7 @@ class ListQuery:
     owner_kind: str | None = None
     owner_id: str | None = None
     mime_class: str | None = None
+    artifact_type: str | None = None
     name_prefix: str | None = None
     include_deleted: bool = False
     before_seq: int | None = None
@@ -81,7 +82,15 @@ async def list_page(
         args.append(value)
         clauses.append(sql.replace("?", f"${len(args)}"))
 
-    for column in ("run_id", "step_id", "job_id", "attempt", "session_id", "mime_class"):
+    for column in (
+        "run_id",
+        "step_id",
+        "job_id",
+        "attempt",
+        "session_id",
+        "mime_class",
+        "artifact_type",
+    ):
         value = getattr(query, column)
         if value is not None:
             add(f"{column} = ?", value)

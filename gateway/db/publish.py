@@ -56,9 +56,9 @@ WITH claim AS (
     INSERT INTO artifacts (artifact_id, project_id, seq, name, mime, mime_class, size, sha256,
         sniffed_mime, content_agrees, owner_kind, owner_id, created_by, lease_id, run_id,
         step_id, job_id, attempt, worker_session_id, session_id, description, metadata,
-        derived_from, object_key, storage_backend, created_at)
+        derived_from, object_key, storage_backend, created_at, artifact_type)
     SELECT $1, $2, charge.event_seq, $3, $4, $5, $7, $6, $8, $9, $10, $11, $12, $14, $15,
-        $16, $17, $18, $19, $20, $13, $21::jsonb, $22, $23, $24, $34
+        $16, $17, $18, $19, $20, $13, $21::jsonb, $22, $23, $24, $34, $35
     FROM charge
     RETURNING *
 ), ev AS (
@@ -144,6 +144,7 @@ async def commit(
             viewer.sub,
             viewer.is_admin,
             artifact.created_at,
+            artifact.artifact_type,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "idempotency_keys_pkey":

@@ -40,7 +40,7 @@ async def big_project(backends) -> AsyncIterator[str]:
             INSERT INTO artifacts (artifact_id, project_id, seq, name, mime, mime_class, size,
                 sha256, content_agrees, owner_kind, owner_id, created_by, lease_id, run_id,
                 step_id, job_id, attempt, worker_session_id, session_id, object_key,
-                storage_backend)
+                storage_backend, artifact_type)
             SELECT 'art_' || lpad(to_hex(g), 26, '0'), $1, g,
                    'file-' || g || CASE WHEN g % 5 = 0 THEN '.png' ELSE '.txt' END,
                    CASE WHEN g % 5 = 0 THEN 'image/png' ELSE 'text/plain' END,
@@ -50,7 +50,8 @@ async def big_project(backends) -> AsyncIterator[str]:
                    CASE WHEN g % 10 = 0 THEN 'user:u' || (g % 7) ELSE 'run_' || (g / 1000) END,
                    'w', CASE WHEN g % 10 = 0 THEN NULL ELSE $3 END,
                    'run_' || (g / 1000), 'step_' || (g % 3), 'job_' || (g / 100),
-                   1 + g % 2, 'w', 'sess_' || (g / 5000), 'projects/' || $1 || '/' || g, 's3'
+                   1 + g % 2, 'w', 'sess_' || (g / 5000), 'projects/' || $1 || '/' || g, 's3',
+                   CASE WHEN g % 7 = 0 THEN 'report' WHEN g % 11 = 0 THEN 'log' END
             FROM generate_series(1, $2) AS g
             """,
             project,
@@ -95,6 +96,8 @@ FILTERS = [
     {"owner_kind": "run", "owner_id": "run_42"},
     {"owner_kind": "user", "owner_id": "user:u3"},
     {"mime_class": "image"},
+    {"artifact_type": "report"},
+    {"artifact_type": "log", "before_seq": 100_000},
     {"name_prefix": "file-1999"},
     {"before_seq": 100_000},
     {"run_id": "run_150", "mime_class": "image", "before_seq": 150_500},

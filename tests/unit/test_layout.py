@@ -1,4 +1,4 @@
-"""The layout of DESIGN.md: ``gateway`` composes; ``leases`` and ``storage`` stand alone;
+"""The layout (docs/architecture.md): ``gateway`` composes; ``leases`` and ``storage`` stand alone;
 the client ``mobius_artifacts`` (under ``client/``) imports nothing of the server."""
 
 import ast
