@@ -282,8 +282,10 @@ async def publish_text(
     url = transport.url("artifacts")
 
     async def attempt() -> ArtifactRef:
+        # a file object: aiohttp warns about raw bytes above 1 MiB
+        body = io.BytesIO(payload)
         async with transport.request(
-            "POST", url, data=payload, headers=headers, timeout=transport.timeout
+            "POST", url, data=body, headers=headers, timeout=transport.timeout
         ) as resp:
             await transport.raise_for(resp)
             data = await read_json(resp)

@@ -173,6 +173,12 @@ def test_round_trip(gateway: Gateway, project: str, env: dict[str, str], tmp_pat
     after = str(events[1]["seq"])
     assert ok("watch", "--after", after, "--count", "1", env=env).split()[1] == "artifact.deleted"
 
+    typed = json.loads(
+        ok("publish", str(tmp_path / "a.txt"), "--name", "t.txt", "--artifact-type", "log", env=env)
+    )
+    listed = ok("ls", "--json", "--artifact-type", "log", env=env).splitlines()
+    assert [json.loads(line)["id"] for line in listed] == [typed["id"]]
+
 
 def test_exit_codes(gateway: Gateway, project: str, env: dict[str, str], tmp_path: Path) -> None:
     small = tmp_path / "small.txt"

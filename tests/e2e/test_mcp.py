@@ -353,6 +353,77 @@ async def test_read_back_as_text_image_blob_or_link(
             await client.read_resource(f"artifact://elsewhere/{ids['notes.txt']}")
 
 
+async def test_publish_text_and_artifact_types(
+    gateway: Gateway, env: dict[str, str], project: str, workspace: Path
+) -> None:
+    text = "# Plan\n\n1. Profile — then fix.\n"
+    (workspace / "report.md").write_text("# Report\n")
+    token = env["MOBIUS_ARTIFACTS_TOKEN"]
+    async with agent(env) as client:
+        result = await client.call_tool(
+            "publish_text",
+            {
+                "name": "plan.md",
+                "content": text,
+                "description": "the plan",
+                "artifact_type": "plan",
+                "metadata": {"model": "m1"},
+            },
+        )
+        assert not result.is_error, text_of(result)
+        ref = result.structured_content
+        assert isinstance(ref, dict)
+        assert (ref["name"], ref["mime"], ref["size"]) == (
+            "plan.md",
+            "text/markdown",
+            len(text.encode()),
+        )
+        assert ref["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+        assert ref["uri"] == f"artifact://{project}/{ref['id']}" and ref["download_url"]
+        (link,) = [c for c in result.content if isinstance(c, mt.ResourceLink)]
+        assert (link.name, link.description) == ("plan.md", "the plan")
+
+        artifact = get(gateway, f"/v1/projects/{project}/artifacts/{ref['id']}", token)
+        assert (artifact["artifact_type"], artifact["description"]) == ("plan", "the plan")
+        assert artifact["metadata"] == {"model": "m1"}
+        assert artifact["lineage"]["run_id"] == "run_mcp"
+
+        # read back: the tool and resources/read
+        assert text_of(await client.call_tool("read_artifact", {"id": ref["id"]})) == text
+        (contents,) = (await client.read_resource(ref["uri"])).contents
+        assert isinstance(contents, mt.TextResourceContents)
+        assert (contents.text, contents.mime_type) == (text, "text/markdown")
+
+        plain = await client.call_tool(
+            "publish_text", {"name": "notes.txt", "content": "n", "mime": "text/plain"}
+        )
+        assert isinstance(plain.structured_content, dict)
+        assert plain.structured_content["mime"] == "text/plain"
+        report = await client.call_tool(
+            "deliver_file", {"filePath": "report.md", "artifact_type": "report"}
+        )
+        assert isinstance(report.structured_content, dict)
+        got = await client.call_tool("get_artifact", {"id": report.structured_content["id"]})
+        assert isinstance(got.structured_content, dict)
+        assert got.structured_content["artifact_type"] == "report"
+        for kind, names in (("plan", ["plan.md"]), ("report", ["report.md"]), ("log", [])):
+            listed = await client.call_tool("list_artifacts", {"artifact_type": kind})
+            assert isinstance(listed.structured_content, dict)
+            assert [i["name"] for i in listed.structured_content["items"]] == names
+
+        # too large for a JSON publish; a label that is not a slug: tool errors
+        big = await client.call_tool(
+            "publish_text", {"name": "big.md", "content": "x" * (1024 * 1024 + 1)}
+        )
+        assert "multipart" in tool_error(big, "artifact_too_large")
+        bad = await client.call_tool(
+            "publish_text", {"name": "b.md", "content": "b", "artifact_type": "Not A Slug"}
+        )
+        assert bad.is_error and "artifact_type" in text_of(bad)
+    listing = get(gateway, f"/v1/projects/{project}/artifacts", token)
+    assert sorted(i["name"] for i in listing["items"]) == ["notes.txt", "plan.md", "report.md"]
+
+
 async def test_get_and_list(env: dict[str, str], project: str, workspace: Path) -> None:
     for name in ("a-1.txt", "a-2.txt", "b.txt"):
         (workspace / name).write_text(name)

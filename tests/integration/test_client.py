@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from mobius_artifacts import (
     ArtifactClient,
+    ArtifactTooLarge,
     AsyncArtifactClient,
     DigestMismatch,
     NotFound,
@@ -423,6 +424,62 @@ async def test_events_stream_and_reconnect_with_last_event_id(
     assert connections[0].headers["Accept"] == "text/event-stream"
 
 
+async def test_publish_text_artifact_type_and_read_content(
+    client: TestClient, project: str, proxy: Proxy
+) -> None:
+    text = "# Plan\n\nÉtape 1 — measure.\n"
+    proxy.plan[("POST", "/artifacts")] = [lost_answer]  # the JSON publish is retried too
+    async with await worker(client, project, proxy.base) as c:
+        data = await c.publish(b"a,b\n1,2\n", name="data.csv", artifact_type="dataset")
+        plan = await c.publish_text(
+            "plan.md",
+            text,
+            description="the plan",
+            metadata={"model": "m1"},
+            derived_from=[data],
+            artifact_type="plan",
+        )
+        assert (plan.name, plan.mime, plan.size) == ("plan.md", "text/markdown", len(text.encode()))
+        assert plan.sha256 == hashlib.sha256(text.encode()).hexdigest()
+        notes = await c.publish_text("notes.txt", "plain", mime="text/plain")
+        assert notes.mime == "text/plain"
+
+        got = await c.get(plan.id)
+        assert (got.artifact_type, got.description, got.derived_from) == (
+            "plan",
+            "the plan",
+            (data.id,),
+        )
+        assert got.metadata == {"model": "m1"} and got.lineage is not None
+        assert (await c.get(data.id)).artifact_type == "dataset"
+        assert (await c.get(notes.id)).artifact_type is None
+        assert [a.id async for a in c.list(artifact_type="plan")] == [plan.id]
+        assert [a.id async for a in c.list(artifact_type="log")] == []
+
+        content = await c.read_content(plan.id)
+        assert content.is_text and not content.is_image and content.text() == text
+        assert content.artifact == got
+        binary = await c.publish(os.urandom(3000), name="blob.bin")
+        raw = await c.read_content(binary.id)
+        assert not raw.inline and not raw.is_text and len(raw.data) == 3000
+        assert hashlib.sha256(raw.data).hexdigest() == binary.sha256
+        with pytest.raises(ArtifactTooLarge) as info:
+            await c.read_content(binary.id, max_bytes=2999)
+        assert info.value.status is None  # refused here, before any byte was fetched
+
+        with pytest.raises(ArtifactTooLarge) as info:  # more than the gateway's JSON limit
+            await c.publish_text("big.md", "x" * (MiB + 1))
+        assert info.value.status == 413
+    posts = proxy.calls("POST", "/artifacts")
+    assert posts[0].headers["Idempotency-Key"] == posts[1].headers["Idempotency-Key"]
+    texts = [p for p in posts if p.headers["Content-Type"] == "application/json"]
+    assert len(texts) == 3  # plan, notes, big
+    for post in texts[:2]:
+        assert int(post.headers["Content-Length"]) == post.body_bytes
+    state = await quota(client, project)
+    assert state["artifact_count"] == 4  # the lost answer's publish was charged once
+
+
 async def test_signed_url_delete_and_quota(client: TestClient, project: str, base: str) -> None:
     token = principal_token("user:carol", "artifacts:read artifacts:write artifacts:delete")
     async with fast(base, token=token, project=project) as c:
@@ -462,6 +519,9 @@ async def test_sync_client_and_one_liners_read_the_environment(
             assert sync.quota().artifact_count == 1
             with sync.list(page_size=1) as items:
                 assert next(items).id == ref.id
+            note = sync.publish_text("note.md", "sync", artifact_type="note")
+            assert [a.id for a in sync.list(artifact_type="note")] == [note.id]
+            assert sync.read_content(note.id).text() == "sync"
 
     await asyncio.to_thread(blocking)
 
