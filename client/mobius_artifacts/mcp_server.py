@@ -202,6 +202,9 @@ class Agent:
                 size=link.size,
             ),
         )
+        # the newest ones, and the first (whose lineage names the run)
+        if len(self.published) > RESOURCE_LIST_LIMIT:
+            del self.published[RESOURCE_LIST_LIMIT - 1 : -1]
         return types.CallToolResult(
             content=[_json_text(result), link, *notes], structured_content=result
         )
