@@ -118,7 +118,7 @@ def test_generated_client_publishes_and_reads_back(
         )
 
         def publish(data: bytes, name: str, mime: str, **fields: Any) -> Any:
-            body = models.PublishArtifactBody(
+            body = models.PublishArtifactFilesBody(
                 file=types.File(payload=io.BytesIO(data), file_name=name, mime_type=mime),
                 **fields,
             )
@@ -135,7 +135,7 @@ def test_generated_client_publishes_and_reads_back(
             "report.bin",
             "application/octet-stream",
             description="made by a generated client",
-            metadata=models.PublishArtifactBodyMetadata.from_dict({"suite": "nightly"}),
+            metadata=models.PublishArtifactFilesBodyMetadata.from_dict({"suite": "nightly"}),
         )
         assert first.size == len(data)
         assert first.sha256 == hashlib.sha256(data).hexdigest()
@@ -143,6 +143,15 @@ def test_generated_client_publishes_and_reads_back(
             b"derived\n", "notes.md", "text/markdown", derived_from=json.dumps([first.id])
         )
         assert second.mime == "text/markdown"
+        # the same operation with a JSON body: a small text artifact
+        text = publish_artifact.sync_detailed(
+            project,
+            client=worker,
+            body=models.JsonPublish(name="plan.md", content="# plan\n", artifact_type="plan"),
+        )
+        assert text.status_code == 201, text.content
+        assert isinstance(text.parsed, models.ArtifactRef)
+        assert text.parsed.size == len(b"# plan\n")
 
         artifact = get_artifact.sync_detailed(project, first.id, client=reader)
         assert artifact.status_code == 200, artifact.content
