@@ -124,7 +124,7 @@ export function listingView(ctx, mode, key) {
     h('div', { class: 'card-body' },
       h('div', { class: 'card-name', title: artifact.name, text: artifact.name }),
       h('div', { class: 'card-meta' },
-        h('span', { class: 'mime', text: artifact.mime }), ' · ',
+        h('span', { class: 'mime', text: artifact.mime }),
         h('span', { class: 'size', text: humanSize(artifact.size) }), ' · ',
         h('time', { datetime: artifact.created_at, title: artifact.created_at, text: age(artifact.created_at) })),
       h('div', { class: 'card-lineage', text: lineage ? `${lineage.run_id} · ${lineage.step_id}` : `${artifact.owner.kind} ${artifact.owner.id}` })));
