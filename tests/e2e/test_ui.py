@@ -51,6 +51,7 @@ BENIGN_HTML = b"<!DOCTYPE html><html><body><h1>Summary</h1><p>All green.</p></bo
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="#2457c5"/></svg>'  # noqa: E501
 XML = b'<?xml version="1.0"?><config><item key="a">1</item></config>'
 LOG = b"".join(f"line {i}: all good\n".encode() for i in range(1, 41))
+BIG_LOG = b"".join(f"{i:07d} a line of a long log\n".encode() for i in range(1, 12_001))
 
 
 @dataclass
@@ -189,6 +190,8 @@ async def seeded(gateway: Gateway) -> Seeded:
         ],
     )
     await step(seeded.other_run, "eval", [("other.txt", b"from the other run\n", "text/plain")])
+    big = await new_claim(gw.http, p, run_id=f"run_big_{tag}", step_id="log", session_id="sess_big")
+    seeded.ids["big.log"] = await publish_file(gw, p, lease(big), "big.log", BIG_LOG, "text/plain")
     many = await new_claim(
         gw.http, p, run_id=seeded.many_run, step_id="bulk", session_id="sess_bulk"
     )
@@ -510,6 +513,14 @@ async def test_previews_by_type(browser: Any, gateway: Gateway, seeded: Seeded) 
         await page.goto(artifact_url(seeded, "train.log"))
         await page.locator(".preview .source").wait_for()
         assert (await page.locator(".preview .gutter").inner_text()).split()[-1] == "40"
+
+        await page.goto(artifact_url(seeded, "big.log"))  # 340 KiB: the first 256 KiB
+        await page.locator(".preview .source").wait_for()
+        await page.get_by_text("Showing the first 256 KiB of 340 KiB").wait_for()
+        last = (await page.locator(".preview .gutter").inner_text()).split()[-1]
+        shown = (await page.locator(".preview .code").inner_text()).splitlines()
+        assert int(last) == len(shown) < 12_000
+        assert shown[-1] == f"{len(shown):07d} a line of a long log"  # no line cut short
 
         await page.goto(artifact_url(seeded, "table.csv"))
         await page.locator(".preview table").wait_for()
@@ -870,6 +881,7 @@ async def test_html_named_png_is_not_shown_as_an_image_or_rendered(
         assert await page.locator(".preview img, .preview iframe").count() == 0
         await page.goto(f"/ui/projects/{hostile.project}")
         thumb = page.locator(f".card[data-id='{hostile.ids['html-as-png']}'] .thumb")
+        await thumb.wait_for()
         await until(
             page,
             f"document.querySelector(\".card[data-id='{hostile.ids['html-as-png']}'] .thumb\")"
