@@ -51,7 +51,8 @@ export async function artifactView(ctx, id) {
     lineage ? null : field('Lineage', 'none (published by a principal)'),
     field('Published by', code(artifact.created_by)),
     artifact.description ? field('Description', h('p', { class: 'description', text: artifact.description })) : null,
-    field('Metadata', h('pre', { class: 'metadata', text: JSON.stringify(artifact.metadata ?? {}, null, 2) })),
+    field('Metadata', h('pre', { class: 'metadata', text: JSON.stringify(artifact.metadata ?? {}, null, 2) }),
+      artifact.metadata_omitted ? h('p', { class: 'note', text: `The stored metadata could not be served (${artifact.metadata_omitted}).` }) : null),
     artifact.derived_from.length
       ? field('Derived from', h('ul', { class: 'derived' }, artifact.derived_from.map((source) =>
         h('li', {}, h('a', { href: uiPath('projects', project, 'artifacts', source) }, code(source))))))
