@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml gateway/__init__.py
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)  ## the gateway on the embedded default (Postgres + SeaweedFS under ./.gateway-data)
-	$(VENV)/bin/artifact-gateway dev
+run: $(STAMP)  ## the gateway on the embedded default (Postgres + SeaweedFS under ./.gateway-data), with the demo project
+	$(VENV)/bin/artifact-gateway dev --demo
 
 test: $(STAMP)  ## the whole test suite against real Postgres and SeaweedFS
 	@VENV=$(VENV) scripts/system-deps.sh

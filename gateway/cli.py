@@ -224,7 +224,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 audience=config.auth_jwt_audience,
                 ttl_seconds=30 * 86400,
             )
-        _print_banner(config, data_dir, token, postgres, seaweedfs)
+        _print_banner(config, data_dir, token, postgres, seaweedfs, demo=args.demo)
+        if args.demo:
+            _seed_demo_in_background(config, token)
         _run_server(config, listeners)
     except DevStackError as exc:
         _fail(str(exc), status=1)
@@ -236,6 +238,39 @@ def cmd_dev(args: argparse.Namespace) -> None:
         if postgres is not None:
             postgres.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _local_base(config: Config) -> str:
+    """The gateway's URL as seen from this machine (a wildcard address is loopback)."""
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}  # noqa: S104
+    host = wildcard.get(config.host, config.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
+def _seed_demo_in_background(config: Config, token: str | None) -> None:
+    """Seed the demo project once the gateway answers (``dev --demo``), beside the server."""
+    import threading
+
+    from gateway import demo
+
+    if token is None:
+        print("demo: not seeded: dev has no secret to mint its admin token with", flush=True)
+        return
+
+    def run() -> None:
+        try:
+            count = demo.seed(_local_base(config), token)
+        except Exception as exc:
+            print(f"demo: not seeded: {type(exc).__name__}: {exc}", flush=True)
+            return
+        if count:
+            print(f"demo: seeded project {demo.PROJECT!r} with {count} artifacts", flush=True)
+        else:
+            print(f"demo: project {demo.PROJECT!r} was seeded before", flush=True)
+
+    threading.Thread(target=run, name="demo-seed", daemon=True).start()
 
 
 # Shell lines of the copy-paste session (the banner of `dev`, README.md's "Using it"):
@@ -250,7 +285,13 @@ NEW_JOB = "JOB=job_$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
 
 
 def _print_banner(
-    config: Config, data_dir: Path, token: str | None, postgres: Any, seaweedfs: Any
+    config: Config,
+    data_dir: Path,
+    token: str | None,
+    postgres: Any,
+    seaweedfs: Any,
+    *,
+    demo: bool = False,
 ) -> None:
     base = f"http://{config.host}:{config.port}"
     pg = postgres.url() if postgres else "GATEWAY_DATABASE_URL"
@@ -268,7 +309,11 @@ def _print_banner(
             '"worker_session_id":"ws_1","ttl_seconds":3600}'
         )
         auth = '-H "Authorization: Bearer $TOKEN"'
+        page = "ui/projects/demo" if demo else "ui/"
         lines += [
+            "artifact browser (the link signs in with the admin token below):",
+            f"  {base}/{page}#token={token}",
+            "",
             "admin principal token (all scopes, all projects, 30 days):",
             f"  export GW={base}",
             f"  export TOKEN={token}",
@@ -296,9 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
-        "dev", help="run the gateway on an embedded Postgres and SeaweedFS"
-    ).set_defaults(func=cmd_dev)
+    dev = sub.add_parser("dev", help="run the gateway on an embedded Postgres and SeaweedFS")
+    dev.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed the project 'demo' with a session of two runs to browse (once; idempotent)",
+    )
+    dev.set_defaults(func=cmd_dev)
     serve = sub.add_parser("serve", help="run the gateway on the configured backends")
     serve.add_argument(
         "--workers",

@@ -1,8 +1,9 @@
 """The HTTP layer: everything that speaks ``aiohttp.web``.
 
-:data:`ROUTES` below is the map of the application: every route, its method
-and its handler, in one table. Handlers live one module per part of the API
-(docs/api.md); they call the framework-free use-cases of :mod:`gateway`.
+:data:`ROUTES` below is the map of the API: every route, its method and its
+handler, in one table; :data:`UI_ROUTES`, the artifact browser's pages, follow
+it. Handlers live one module per part of the API (docs/api.md); they call the
+framework-free use-cases of :mod:`gateway`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.api import artifacts, claims, content, events, health, ops, publish
+from gateway.api import artifacts, claims, content, events, health, ops, publish, ui
 from gateway.api.middleware import defer_continue
 
 _PROJECT = "/v1/projects/{project}"
@@ -35,15 +36,22 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("HEAD", _ARTIFACT + "/content", content.get_content),
     ("GET", _PROJECT + "/events", events.get_events),
 ]
+UI_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/ui", ui.ui_root),
+    ("GET", "/ui/{path:.*}", ui.ui_page),
+]
+"""The artifact browser (:mod:`gateway.api.ui`): an HTML application on the API, not
+part of the API's OpenAPI document."""
 METRICS_ROUTE = ("GET", "/metrics", ops.get_metrics)
 """Served by the main app unless ``GATEWAY_METRICS_PORT`` gives it a port of its own."""
 
 
 def setup_routes(app: web.Application, *, with_metrics: bool) -> None:
-    """Add :data:`ROUTES` (and ``/metrics`` when ``with_metrics``) to ``app``.
+    """Add :data:`ROUTES`, :data:`UI_ROUTES` (and ``/metrics`` when ``with_metrics``) to ``app``.
 
     Every route defers ``Expect`` to its handler (see
     :func:`gateway.api.middleware.defer_continue`).
     """
-    for method, path, handler in [*ROUTES, METRICS_ROUTE] if with_metrics else ROUTES:
+    routes = [*ROUTES, *UI_ROUTES, *([METRICS_ROUTE] if with_metrics else [])]
+    for method, path, handler in routes:
         app.router.add_route(method, path, handler, expect_handler=defer_continue)

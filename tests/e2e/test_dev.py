@@ -50,10 +50,10 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
     }
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _start(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
     env = _env(data_dir, port)
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "dev"],
+        [sys.executable, "-m", "gateway.cli", "dev", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -183,7 +183,7 @@ def _read_banner(proc: subprocess.Popen[str]) -> list[str]:
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     data_dir = tmp_path_factory.mktemp("dev") / "data"
     port = free_port()
-    proc = _start(data_dir, port)
+    proc = _start(data_dir, port, "--demo")
     try:
         banner = _read_banner(proc)
         gateway = Dev(proc, port, data_dir, banner)
@@ -297,3 +297,43 @@ def test_the_readme_session_works_every_time(dev: Dev, tmp_path: Path) -> None:
         assert artifact["size"] == (checkout / "report.md").stat().st_size
         published.append(artifact["id"])
     assert published[0] != published[1]
+
+
+DEMO_NAMES = {
+    "data.csv",
+    "config.json",
+    "train.py",
+    "train.log",
+    "loss.png",
+    "metrics.json",
+    "report.md",
+    "summary.html",
+}
+
+
+def test_dev_demo_seeds_once_and_the_banner_links_the_browser(dev: Dev) -> None:
+    from gateway import demo
+
+    token = next(
+        line.split("export TOKEN=", 1)[1] for line in dev.banner if "export TOKEN=" in line
+    )
+    link = f"{dev.base}/ui/projects/demo#token={token}"
+    assert f"  {link}" in dev.banner  # next to the admin token, ready to open
+    assert dev.proc.stdout is not None
+    deadline = time.monotonic() + 60
+    line = ""
+    while not line.startswith("demo:") and time.monotonic() < deadline:
+        line = dev.proc.stdout.readline()  # the seeding's one line follows the banner
+    assert line.startswith("demo: seeded project 'demo' with 13 artifacts"), line
+    auth = {"Authorization": f"Bearer {token}"}
+    status, body = _get(dev.base + "/v1/projects/demo/artifacts?session_id=sess_demo", auth)
+    items = json.loads(body)["items"]
+    assert status == 200 and {a["name"] for a in items} == DEMO_NAMES
+    assert {a["lineage"]["run_id"] for a in items} == {"run_demo_1", "run_demo_2"}
+    status, body = _get(dev.base + "/v1/projects/demo/artifacts?owner=user:dev-admin", auth)
+    assert [a["name"] for a in json.loads(body)["items"]] == [demo.MARKER]
+    assert demo.seed(dev.base, token) == 0  # seeded once: a second time adds nothing
+    status, body = _get(dev.base + "/v1/projects/demo/artifacts?session_id=sess_demo", auth)
+    assert len(json.loads(body)["items"]) == len(items)
+    status, page = _get(link.split("#", 1)[0])  # the fragment never reaches the server
+    assert status == 200 and b'src="/ui/assets/app.js"' in page
