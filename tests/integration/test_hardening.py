@@ -87,7 +87,8 @@ async def test_metadata_at_the_depth_limit_is_accepted(client: TestClient, proje
 
 async def test_deep_derived_from_is_refused(client: TestClient, project, store, db) -> None:
     claim = await new_claim(client, project)
-    resp = await publish(client, project, lease(claim), derived_from="[" * 4000 + "]" * 4000)  # within the part cap
+    deep = "[" * 4000 + "]" * 4000  # within the part's byte cap: refused for its depth
+    resp = await publish(client, project, lease(claim), derived_from=deep)
     await problem(resp, 400, "invalid_request")
     await assert_nothing_stored(store, db, project)
 
