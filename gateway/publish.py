@@ -444,7 +444,8 @@ class Publish:
         publish's row, False) when the same Idempotency-Key won a race."""
         assert self.stored is not None
         artifact = self.artifact(self.stored, datetime.now(UTC))
-        digest = self.form.request_digest()
+        # remembered with an Idempotency-Key only: no key, nothing to compare later
+        digest = self.form.request_digest() if idempotency is not None else None
         try:
             async with self.db.acquire() as conn:
                 row = await commit_sql.commit(
@@ -462,6 +463,7 @@ class Publish:
         except commit_sql.IdempotencyRace:
             first = await self.replay_of(idempotency)
             assert first is not None
+            assert digest is not None
             artifacts.check_replay(first, sha256=artifact.sha256, request_digest=digest)
             await self.discard()
             return first.artifact, False

@@ -95,7 +95,7 @@ async def commit(
     event_payload: str,
     default_quota: int,
     idempotency: IdempotencyClaim | None,
-    request_digest: str,
+    request_digest: str | None,
     pending: bool,
     viewer: Viewer,
 ) -> ArtifactRow | None:
