@@ -108,15 +108,28 @@ class Problem:
         )
 
 
-DB_UNAVAILABLE = (
+#: Driver errors of a connection that broke or of a database that cannot serve
+#: now: a restart, a failover, a lost socket, a connection left mid-operation by
+#: a cancelled query, too many connections. Each is ``503 unavailable`` with
+#: ``Retry-After``; nothing was written (a publish's commit is one statement).
+#: SQLSTATE classes 08 (connection), 53 (insufficient resources), 57 (operator
+#: intervention: shutdown, crash, cannot connect now, statement cancelled) and
+#: 58 (system error), and asyncpg's own client-side states.
+DB_BROKEN_CONNECTION: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.PostgresSystemError,
+)
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.AdminShutdownError,
+    *DB_BROKEN_CONNECTION,
 )
+#: How long a client should wait before retrying after a backend error.
+BACKEND_RETRY_AFTER_SECONDS = 2
 
 
 def api_error_for(exc: BaseException) -> ApiError | None:
@@ -155,9 +168,18 @@ def api_error_for(exc: BaseException) -> ApiError | None:
     elif isinstance(exc, storage.ObjectNotFound):
         api = NotFound("the artifact's content is missing from object storage")
     elif isinstance(exc, storage.StorageUnavailable):
-        api = Unavailable("object storage is unavailable; nothing was published")
+        api = Unavailable(
+            "object storage is unavailable; nothing was published",
+            headers={"Retry-After": str(BACKEND_RETRY_AFTER_SECONDS)},
+        )
     elif isinstance(exc, storage.StorageError):
-        api = Unavailable("object storage failed the request; nothing was published")
+        api = Unavailable(
+            "object storage failed the request; nothing was published",
+            headers={"Retry-After": str(BACKEND_RETRY_AFTER_SECONDS)},
+        )
     elif isinstance(exc, DB_UNAVAILABLE):
-        api = Unavailable("the database is unavailable; nothing was published")
+        api = Unavailable(
+            "the database is unavailable or restarting; nothing was published, retry later",
+            headers={"Retry-After": str(BACKEND_RETRY_AFTER_SECONDS)},
+        )
     return api

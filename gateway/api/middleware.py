@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
@@ -12,8 +13,14 @@ from ulid import ULID
 
 from gateway import metrics
 from gateway.api.problems import problem_for, problem_response
-from gateway.api.state import DRAIN, REQUEST_CONTEXT, RequestContext, client_gone, context
-from gateway.errors import ClientClosed, InternalError, Problem, Unavailable
+from gateway.api.state import DB, DRAIN, REQUEST_CONTEXT, RequestContext, client_gone, context
+from gateway.errors import (
+    DB_BROKEN_CONNECTION,
+    ClientClosed,
+    InternalError,
+    Problem,
+    Unavailable,
+)
 from gateway.logs import get_logger
 
 log = get_logger("gateway.http")
@@ -143,8 +150,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             problem = Problem(status=500, code=InternalError.code, title=InternalError.title)
         elif problem.status >= 500:
             log.warning("http.backend_error", code=problem.code, error=type(exc).__name__)
+            if isinstance(exc, DB_BROKEN_CONNECTION):
+                await _drop_pooled_connections(request)
         return problem_response(problem, request_id_of(request))
     return response
+
+
+async def _drop_pooled_connections(request: web.Request) -> None:
+    """After a broken connection, replace every pooled one on its next acquire.
+
+    A database restart or failover breaks every connection of the pool at once,
+    and a connection a cancelled query left mid-operation stays unusable; without
+    this, each would fail one more request before asyncpg notices.
+    """
+    with contextlib.suppress(Exception):
+        await request.app[DB].expire_connections()
 
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -5,6 +5,7 @@ it may stop, so the rest of the suite is not disturbed."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import secrets
 import shutil
@@ -162,6 +163,82 @@ async def test_postgres_down_then_back(aiohttp_client, own, project) -> None:
         return (await publish(client, project, lease(claim))).status == 201
 
     await eventually(published)  # the pool recovers without a restart
+
+
+async def test_postgres_restart_under_load_answers_503_never_500(
+    aiohttp_client, own, project
+) -> None:
+    """Publishes and reads in flight while Postgres restarts: each answer is a
+    success or ``503 unavailable`` with ``Retry-After``, never a 500; every 201
+    is durable, nothing else is recorded or charged, and the pool recovers."""
+    client = await aiohttp_client(create_app(make_config(own)))
+    claim = await new_claim(client, project)
+    statuses: collections.Counter[int] = collections.Counter()
+    created: set[str] = set()
+    unexpected: list[str] = []
+    stop = asyncio.Event()
+
+    async def publisher(i: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                resp = await publish(
+                    client,
+                    project,
+                    lease(claim),
+                    f"{i}-{n}".encode() * 100,
+                    filename=f"{i}-{n}.txt",
+                )
+            except aiohttp.ClientError:
+                continue
+            statuses[resp.status] += 1
+            body = await resp.json()
+            if resp.status == 201:
+                created.add(body["id"])
+            elif resp.status != 503 or "Retry-After" not in resp.headers:
+                unexpected.append(f"{resp.status} {body}")
+
+    async def reader() -> None:
+        while not stop.is_set():
+            try:
+                resp = await client.get(f"/v1/projects/{project}/artifacts", headers=READER)
+            except aiohttp.ClientError:
+                continue
+            statuses[resp.status] += 1
+            if resp.status not in (200, 503):
+                unexpected.append(f"{resp.status} {await resp.text()}")
+            await resp.release()
+
+    tasks = [asyncio.create_task(publisher(i)) for i in range(6)]
+    tasks.append(asyncio.create_task(reader()))
+    try:
+        await asyncio.sleep(1.5)
+        assert own.postgres is not None
+        for _ in range(2):  # a restart, then another once the pool has reconnected
+            await asyncio.to_thread(own.postgres.stop)
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(own.postgres.start)
+            await asyncio.sleep(2.0)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert not unexpected, unexpected[:5]
+    assert statuses[503] > 0 and statuses[201] > 0, statuses
+
+    async def published() -> bool:
+        return (await publish(client, project, lease(claim))).status == 201
+
+    await eventually(published)  # the pool recovers without a restart
+    rows = await count(
+        own, "SELECT count(*) FROM artifacts WHERE project_id=$1 AND state='available'", project
+    )
+    assert rows == len(created) + 1  # every 201, and the one just made; nothing else
+    used = await count(own, "SELECT used_bytes FROM projects WHERE project_id=$1", project)
+    sizes = await count(
+        own, "SELECT sum(size) FROM artifacts WHERE project_id=$1 AND state='available'", project
+    )
+    assert used == sizes
 
 
 async def test_failure_between_write_and_commit(aiohttp_client, own, project) -> None:
