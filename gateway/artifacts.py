@@ -127,11 +127,23 @@ def view_json(row: ArtifactRow) -> str:
 
 def quota_exceeded(size: int, quota: QuotaRow, *, at_least: bool = False) -> ApiError:
     """413 quota_exceeded; ``at_least`` when the upload was cut off at ``size`` bytes."""
-    what = f"at least {size}" if at_least else f"{size}"
-    return QuotaExceeded(
-        f"upload of {what} bytes exceeds the {quota.left} bytes left",
-        extra={"limit_bytes": quota.limit_bytes, "used_bytes": quota.used_bytes},
-    )
+    extra = {
+        "limit_bytes": quota.limit_bytes,
+        "used_bytes": quota.used_bytes,
+        "limit_artifacts": quota.limit_artifacts,
+        "artifact_count": quota.artifact_count,
+    }
+    if quota.artifact_count >= quota.limit_artifacts:
+        detail = (
+            f"the project holds {quota.artifact_count} artifacts, "
+            f"its limit is {quota.limit_artifacts}"
+        )
+    else:
+        what = f"at least {size}" if at_least else f"{size}"
+        detail = f"upload of {what} bytes exceeds the {quota.left} bytes left"
+        if quota.left == 0:
+            detail += ": the byte quota is used up, so no publish fits, an empty file included"
+    return QuotaExceeded(detail, extra=extra)
 
 
 def check_replay(record: IdempotencyRecord, *, sha256: str, request_digest: str) -> None:

@@ -66,6 +66,7 @@ class Config:
     lease_cache_seconds: float = 30.0
     url_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
     default_quota_bytes: int = 10 * 1024**3
+    default_quota_artifacts: int = 1_000_000
     max_artifact_bytes: int = 5 * 1024**3
     max_json_content_bytes: int = 1024 * 1024
     serve_pdf_inline: bool = False
@@ -119,6 +120,9 @@ class Config:
             lease_cache_seconds=e.number("GATEWAY_LEASE_CACHE_SECONDS", 30.0, low=0.0),
             url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
             default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
+            default_quota_artifacts=e.integer(
+                "GATEWAY_DEFAULT_QUOTA_ARTIFACTS", 1_000_000, low=0, high=2**62
+            ),
             max_artifact_bytes=e.integer("GATEWAY_MAX_ARTIFACT_BYTES", 5 * 1024**3, low=1),
             max_json_content_bytes=e.integer(
                 "GATEWAY_MAX_JSON_CONTENT_BYTES", 1024 * 1024, low=1, high=64 * 1024 * 1024

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
+from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -234,12 +235,20 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Quota": {
         "type": "object",
-        "required": ["project", "used_bytes", "limit_bytes", "artifact_count"],
+        "required": ["project", "used_bytes", "limit_bytes", "artifact_count", "limit_artifacts"],
         "properties": {
             "project": {"type": "string"},
             "used_bytes": {"type": "integer"},
-            "limit_bytes": {"type": "integer"},
+            "limit_bytes": {
+                "type": "integer",
+                "description": "bytes the live artifacts may use; when none is left, no "
+                "publish fits, an empty file included",
+            },
             "artifact_count": {"type": "integer"},
+            "limit_artifacts": {
+                "type": "integer",
+                "description": "how many live artifacts the project may hold",
+            },
         },
     },
     "ClaimRequest": {
@@ -533,7 +542,9 @@ def _paths() -> dict[str, Any]:
             "put": {
                 "operationId": "putQuota",
                 "tags": ["quota"],
-                "summary": "Set the project's limit (artifacts:admin)",
+                "summary": "Set the project's limits (artifacts:admin)",
+                "description": "Either limit or both; one left out keeps its value. A "
+                "limit below what is used refuses new publishes and deletes nothing.",
                 "parameters": [_PROJECT],
                 "requestBody": {
                     "required": True,
@@ -541,8 +552,12 @@ def _paths() -> dict[str, Any]:
                         JSON: {
                             "schema": {
                                 "type": "object",
-                                "required": ["limit_bytes"],
-                                "properties": {"limit_bytes": {"type": "integer", "minimum": 0}},
+                                "minProperties": 1,
+                                "additionalProperties": False,
+                                "properties": {
+                                    key: {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
+                                    for key in QUOTA_LIMITS
+                                },
                             }
                         }
                     },

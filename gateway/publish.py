@@ -40,6 +40,7 @@ from gateway.db import artifacts as artifact_rows
 from gateway.db import idempotency as idempotency_keys
 from gateway.db import projects, uploads
 from gateway.db import publish as commit_sql
+from gateway.db.projects import DefaultLimits
 from gateway.db.publish import IdempotencyClaim
 from gateway.errors import (
     ArtifactDeleted,
@@ -321,8 +322,8 @@ class Publish:
                 f"Content-Length {length} exceeds the maximum artifact size of "
                 f"{self.config.max_artifact_bytes} bytes"
             )
-        quota = await projects.quota(self.db, self.project, self.config.default_quota_bytes)
-        if smallest > quota.left:
+        quota = await projects.quota(self.db, self.project, DefaultLimits.of(self.config))
+        if quota.full or smallest > quota.left:
             raise artifacts.quota_exceeded(smallest, quota)
         if quota.left < self.stream_limit:
             self.stream_limit, self.quota = quota.left, quota
@@ -452,7 +453,7 @@ class Publish:
                     conn,
                     artifact,
                     event_payload=artifacts.view_json(artifact),
-                    default_quota=self.config.default_quota_bytes,
+                    defaults=DefaultLimits.of(self.config),
                     idempotency=idempotency,
                     request_digest=digest,
                     pending=self.pending,
@@ -498,7 +499,7 @@ class Publish:
                 "derived_from names an artifact that does not exist, was deleted, "
                 "or that you cannot read"
             )
-        quota = await projects.quota(conn, self.project, self.config.default_quota_bytes)
+        quota = await projects.quota(conn, self.project, DefaultLimits.of(self.config))
         raise artifacts.quota_exceeded(artifact.size, quota)
 
     async def discard(self) -> None:

@@ -99,10 +99,16 @@ class QuotaRow:
     used_bytes: int
     limit_bytes: int
     artifact_count: int
+    limit_artifacts: int
 
     @property
     def left(self) -> int:
         return max(0, self.limit_bytes - self.used_bytes)
+
+    @property
+    def full(self) -> bool:
+        """No publish fits, an empty file included: no byte or no artifact is left."""
+        return self.left == 0 or self.artifact_count >= self.limit_artifacts
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +116,7 @@ class QuotaRow:
             "used_bytes": self.used_bytes,
             "limit_bytes": self.limit_bytes,
             "artifact_count": self.artifact_count,
+            "limit_artifacts": self.limit_artifacts,
         }
 
 

@@ -281,6 +281,7 @@ class Stack:
                 "GATEWAY_LEASE_SIGNING_KEY": f"lease-1:{self.secrets.lease_key}",
                 "GATEWAY_URL_SIGNING_KEYS": f"url-1:{self.secrets.url_key}",
                 "GATEWAY_DEFAULT_QUOTA_BYTES": str(1 << 50),
+                "GATEWAY_DEFAULT_QUOTA_ARTIFACTS": str(1 << 50),
                 "GATEWAY_LOG_LEVEL": "warning",
                 "GATEWAY_DATA_DIR": str(self.root / "gateway-data"),
             }

@@ -252,7 +252,9 @@ async def cmd_quota(client: AsyncArtifactClient, args: argparse.Namespace) -> No
     share = 100.0 * q.used_bytes / q.limit_bytes if q.limit_bytes else 100.0
     _out(
         f"{q.project}: {human_size(q.used_bytes)} of {human_size(q.limit_bytes)} used "
-        f"({share:.1f}%), {human_size(q.available_bytes)} free, {q.artifact_count} artifacts"
+        f"({share:.1f}%), {human_size(q.available_bytes)} free, {q.artifact_count}"
+        + ("" if q.limit_artifacts is None else f" of {q.limit_artifacts}")
+        + " artifacts"
     )
 
 

@@ -175,14 +175,18 @@ class Quota:
     used_bytes: int
     limit_bytes: int
     artifact_count: int
+    #: None from a gateway older than the artifact-count limit.
+    limit_artifacts: int | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Quota:
+        limit_artifacts = data.get("limit_artifacts")
         return cls(
             project=str(data["project"]),
             used_bytes=int(data["used_bytes"]),
             limit_bytes=int(data["limit_bytes"]),
             artifact_count=int(data["artifact_count"]),
+            limit_artifacts=None if limit_artifacts is None else int(limit_artifacts),
         )
 
     @property

@@ -22,6 +22,7 @@ from gateway.auth import Principal, owner_kind_of
 from gateway.db import artifacts as artifact_rows
 from gateway.db import mints, projects
 from gateway.db.artifacts import ListQuery
+from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS, DefaultLimits
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
 from gateway.ids import ARTIFACT_TYPE
 from gateway.jsonio import field_int, rfc3339
@@ -221,7 +222,7 @@ async def revoke_signed_urls(request: web.Request) -> web.Response:
 async def get_quota(request: web.Request) -> web.Response:
     project = project_of(request)
     reader_of(request, project)
-    quota = await projects.quota(request.app[DB], project, request.app[CONFIG].default_quota_bytes)
+    quota = await projects.quota(request.app[DB], project, DefaultLimits.of(request.app[CONFIG]))
     return json_response(quota.as_dict())
 
 
@@ -229,8 +230,22 @@ async def put_quota(request: web.Request) -> web.Response:
     project = project_of(request)
     member_of(request, project, "artifacts:admin")
     body = await read_json_object(request)
-    limit = field_int(body, "limit_bytes", low=0, high=2**62)
-    quota = await projects.set_limit(
-        request.app[DB], project, limit, request.app[CONFIG].default_quota_bytes
+    unknown = sorted(set(body) - set(QUOTA_LIMITS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field '{unknown[0]}'; the limits are {', '.join(QUOTA_LIMITS)}"
+        )
+    if not body:
+        raise InvalidRequest(f"name at least one of {', '.join(QUOTA_LIMITS)}")
+    limits = {
+        key: field_int(body, key, low=0, high=MAX_LIMIT) if key in body else None
+        for key in QUOTA_LIMITS
+    }
+    quota = await projects.set_limits(
+        request.app[DB],
+        project,
+        DefaultLimits.of(request.app[CONFIG]),
+        limit_bytes=limits["limit_bytes"],
+        limit_artifacts=limits["limit_artifacts"],
     )
     return json_response(quota.as_dict())

@@ -1,39 +1,79 @@
-"""``projects``: each project's quota (limit, usage, count) and its last event ``seq``."""
+"""``projects``: each project's quota (limits, usage, count) and its last event ``seq``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from gateway.config import Config
 from gateway.db import Conn
 from gateway.rows import QuotaRow
 
+#: The limits ``PUT …/quota`` sets: either or both; one left out keeps its value.
+QUOTA_LIMITS = ("limit_bytes", "limit_artifacts")
+MAX_LIMIT = 2**62
 
-async def quota(conn: Conn, project: str, default_limit: int) -> QuotaRow:
-    """The project's quota; a project without a row (or a limit) has ``default_limit``."""
+
+@dataclass(frozen=True, kw_only=True)
+class DefaultLimits:
+    """The configured limits of a project without a row, or without a limit of its own."""
+
+    bytes: int
+    artifacts: int
+
+    @classmethod
+    def of(cls, config: Config) -> DefaultLimits:
+        return cls(bytes=config.default_quota_bytes, artifacts=config.default_quota_artifacts)
+
+
+async def quota(conn: Conn, project: str, defaults: DefaultLimits) -> QuotaRow:
+    """The project's quota; a project without a row (or a limit) has the defaults."""
     row = await conn.fetchrow(
-        "SELECT limit_bytes, used_bytes, artifact_count FROM projects WHERE project_id = $1",
+        "SELECT limit_bytes, used_bytes, artifact_count, limit_artifacts FROM projects"
+        " WHERE project_id = $1",
         project,
     )
+    if row is None:
+        return QuotaRow(
+            project=project,
+            used_bytes=0,
+            limit_bytes=defaults.bytes,
+            artifact_count=0,
+            limit_artifacts=defaults.artifacts,
+        )
     return QuotaRow(
         project=project,
-        used_bytes=0 if row is None else row["used_bytes"],
-        limit_bytes=default_limit
-        if row is None or row["limit_bytes"] is None
-        else row["limit_bytes"],
-        artifact_count=0 if row is None else row["artifact_count"],
+        used_bytes=row["used_bytes"],
+        limit_bytes=defaults.bytes if row["limit_bytes"] is None else row["limit_bytes"],
+        artifact_count=row["artifact_count"],
+        limit_artifacts=defaults.artifacts
+        if row["limit_artifacts"] is None
+        else row["limit_artifacts"],
     )
 
 
-async def set_limit(conn: Conn, project: str, limit: int, default_limit: int) -> QuotaRow:
-    """Set the project's limit. Lowering it below usage blocks new publishes only."""
+async def set_limits(
+    conn: Conn,
+    project: str,
+    defaults: DefaultLimits,
+    *,
+    limit_bytes: int | None,
+    limit_artifacts: int | None,
+) -> QuotaRow:
+    """Set the project's limits (a None one stays as it is). Lowering one below
+    usage blocks new publishes only."""
     await conn.execute(
         """
-        INSERT INTO projects (project_id, limit_bytes) VALUES ($1, $2)
-        ON CONFLICT (project_id) DO UPDATE SET limit_bytes = EXCLUDED.limit_bytes,
+        INSERT INTO projects (project_id, limit_bytes, limit_artifacts) VALUES ($1, $2, $3)
+        ON CONFLICT (project_id) DO UPDATE
+        SET limit_bytes = COALESCE($2, projects.limit_bytes),
+            limit_artifacts = COALESCE($3, projects.limit_artifacts),
             updated_at = now()
         """,
         project,
-        limit,
+        limit_bytes,
+        limit_artifacts,
     )
-    return await quota(conn, project, default_limit)
+    return await quota(conn, project, defaults)
 
 
 async def release(conn: Conn, project: str, size: int) -> int:

@@ -9,7 +9,9 @@ nothing does. Its data-modifying CTEs run in order of dependency:
 - ``charge`` charges quota and takes the project's next event ``seq`` with a
   conditional upsert: the row lock serialises racing publishes of a project and
   the ``WHERE`` clause makes an overrun impossible. A project without a row gets
-  the default limit. It inserts nothing unless the claim holds and every
+  the default limits. An empty file needs a byte left too (``GREATEST(size, 1)``),
+  so a project whose byte quota is used up takes nothing, and the live artifacts
+  stay within ``limit_artifacts``. It inserts nothing unless the claim holds and every
   ``derived_from`` id is an available artifact the publisher may read;
 - ``art`` inserts the artifact (only with a charge), ``ev`` its
   ``artifact.created`` event (the artifact's JSON, built by the caller from the
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.db.events import EVENTS_CHANNEL
+from gateway.db.projects import DefaultLimits
 from gateway.rows import ArtifactRow
 from gateway.visibility import Viewer, visible_sql
 
@@ -43,14 +46,15 @@ WITH claim AS (
           SELECT count(*) FROM artifacts
           WHERE project_id = $2::text AND artifact_id = ANY($22) AND state = 'available'
             AND {visible})
-      AND ($7::bigint <= $26::bigint
+      AND ((GREATEST($7::bigint, 1) <= $26::bigint AND 1 <= $36::bigint)
            OR EXISTS (SELECT 1 FROM projects WHERE project_id = $2::text))
     ON CONFLICT (project_id) DO UPDATE
     SET used_bytes = p.used_bytes + EXCLUDED.used_bytes,
         artifact_count = p.artifact_count + 1,
         event_seq = p.event_seq + 1,
         updated_at = now()
-    WHERE p.used_bytes + EXCLUDED.used_bytes <= COALESCE(p.limit_bytes, $26::bigint)
+    WHERE p.used_bytes + GREATEST(EXCLUDED.used_bytes, 1) <= COALESCE(p.limit_bytes, $26::bigint)
+      AND p.artifact_count < COALESCE(p.limit_artifacts, $36::bigint)
     RETURNING event_seq
 ), art AS (
     INSERT INTO artifacts (artifact_id, project_id, seq, name, mime, mime_class, size, sha256,
@@ -93,7 +97,7 @@ async def commit(
     artifact: ArtifactRow,
     *,
     event_payload: str,
-    default_quota: int,
+    defaults: DefaultLimits,
     idempotency: IdempotencyClaim | None,
     request_digest: str | None,
     pending: bool,
@@ -135,7 +139,7 @@ async def commit(
             artifact.object_key,
             artifact.storage_backend,
             event_payload,
-            default_quota,
+            defaults.bytes,
             EVENTS_CHANNEL,
             idempotency.credential if idempotency else None,
             idempotency.key if idempotency else None,
@@ -145,6 +149,7 @@ async def commit(
             viewer.is_admin,
             artifact.created_at,
             artifact.artifact_type,
+            defaults.artifacts,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name == "idempotency_keys_pkey":

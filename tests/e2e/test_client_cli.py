@@ -162,7 +162,9 @@ def test_round_trip(gateway: Gateway, project: str, env: dict[str, str], tmp_pat
     assert ok("rm", a["id"], env=env) == ""
     assert a["id"] not in ok("ls", env=env)
     assert ok("quota", env=env).startswith(f"{project}: 293.0 KiB of ")
-    assert json.loads(ok("quota", "--json", env=env))["artifact_count"] == 1
+    quota = json.loads(ok("quota", "--json", env=env))
+    assert (quota["artifact_count"], quota["limit_artifacts"]) == (1, 1_000_000)
+    assert "1 of 1000000 artifacts" in ok("quota", env=env)
 
     events = [json.loads(x) for x in ok("watch", "--count", "3", "--json", env=env).splitlines()]
     assert [(e["type"], e["artifact"]["id"]) for e in events] == [

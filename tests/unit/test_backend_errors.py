@@ -4,8 +4,6 @@ connection a cancelled query left mid-operation)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 
@@ -24,7 +22,7 @@ DRIVER_ERRORS = [
     asyncpg.exceptions.TooManyConnectionsError("too many clients"),
     asyncpg.exceptions.OutdatedSchemaCacheError("cached statement plan is invalid"),
     ConnectionResetError("reset by peer"),
-    asyncio.TimeoutError(),
+    TimeoutError(),
 ]
 
 

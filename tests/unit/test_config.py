@@ -26,6 +26,7 @@ def test_defaults_match_the_design() -> None:
         ("GATEWAY_PORT", "eighty", "must be an integer"),
         ("GATEWAY_PORT", "70000", "between 0 and 65535"),
         ("GATEWAY_DEFAULT_QUOTA_BYTES", "-1", "at least 0"),
+        ("GATEWAY_DEFAULT_QUOTA_ARTIFACTS", "-1", "between 0 and"),
         ("GATEWAY_MAX_ARTIFACT_BYTES", "0", "at least 1"),
         ("GATEWAY_LOG_LEVEL", "loud", "must be one of"),
         ("GATEWAY_LOG_FORMAT", "xml", "must be one of"),
