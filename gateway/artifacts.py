@@ -125,8 +125,13 @@ def view_json(row: ArtifactRow) -> str:
     return json.dumps(view(row), separators=(",", ":"), ensure_ascii=False)
 
 
-def quota_exceeded(size: int, quota: QuotaRow, *, at_least: bool = False) -> ApiError:
-    """413 quota_exceeded; ``at_least`` when the upload was cut off at ``size`` bytes."""
+def quota_exceeded(
+    size: int, quota: QuotaRow, *, at_least: bool = False, request_bytes: int | None = None
+) -> ApiError:
+    """413 quota_exceeded, saying what is known of the size: the file's ``size``, at
+    least ``size`` when the upload was cut off there (``at_least``), or the whole
+    request's ``request_bytes`` (its ``Content-Length``) when the file's own size is
+    not known yet."""
     extra = {
         "limit_bytes": quota.limit_bytes,
         "used_bytes": quota.used_bytes,
@@ -139,8 +144,13 @@ def quota_exceeded(size: int, quota: QuotaRow, *, at_least: bool = False) -> Api
             f"its limit is {quota.limit_artifacts}"
         )
     else:
-        what = f"at least {size}" if at_least else f"{size}"
-        detail = f"upload of {what} bytes exceeds the {quota.left} bytes left"
+        if request_bytes is not None:
+            what = f"the request of {request_bytes} bytes"
+        elif at_least:
+            what = f"the file (at least {size} bytes so far)"
+        else:
+            what = f"the file of {size} bytes"
+        detail = f"{what} cannot fit in the {quota.left} bytes left"
         if quota.left == 0:
             detail += ": the byte quota is used up, so no publish fits, an empty file included"
     return QuotaExceeded(detail, extra=extra)

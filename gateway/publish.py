@@ -324,7 +324,12 @@ class Publish:
             )
         quota = await projects.quota(self.db, self.project, DefaultLimits.of(self.config))
         if quota.full or smallest > quota.left:
-            raise artifacts.quota_exceeded(smallest, quota)
+            raise artifacts.quota_exceeded(
+                smallest,
+                quota,
+                request_bytes=None if exact_size is not None else length,
+                at_least=exact_size is None and length is None,
+            )
         if quota.left < self.stream_limit:
             self.stream_limit, self.quota = quota.left, quota
 

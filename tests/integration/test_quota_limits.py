@@ -150,3 +150,23 @@ async def test_racing_publishes_never_pass_the_artifact_limit(
     )
     assert live == 5
     assert await stored(store, project) == 5
+
+
+async def test_quota_refusals_state_the_size_that_is_known(client: TestClient, project) -> None:
+    """The whole request's length when only it is known, the file's size when it is."""
+    claim = await new_claim(client, project)
+    await set_limits(client, project, limit_bytes=100_000)
+    body = form(b"x" * 700_000, filename="big.bin")
+    resp = await client.post(f"/v1/projects/{project}/artifacts", data=body, headers=lease(claim))
+    assert resp.status == 413
+    detail = (await resp.json())["detail"]
+    length = int(resp.request_info.headers["Content-Length"])
+    assert detail == f"the request of {length} bytes cannot fit in the 100000 bytes left"
+    resp = await client.post(
+        f"/v1/projects/{project}/artifacts",
+        json={"name": "n.md", "content": "y" * 100_001},
+        headers=lease(claim),
+    )
+    assert (await resp.json())["detail"] == (
+        "the file of 100001 bytes cannot fit in the 100000 bytes left"
+    )
