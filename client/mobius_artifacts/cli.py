@@ -156,6 +156,9 @@ def _row(artifact: Artifact) -> str:
 
 def _event_line(event: Event) -> str:
     a = event.artifact
+    if a is None:
+        what = f"{'?':>10}  ({event.payload_omitted}: the gateway could not serve this event)"
+        return f"{event.seq:>8}  {event.type:<17}  {event.artifact_id}  {what}"
     return (
         f"{event.seq:>8}  {event.type:<17}  {a.id}  {human_size(a.size):>10}  {_printable(a.name)}"
     )

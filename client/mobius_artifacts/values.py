@@ -2,6 +2,9 @@
 
 Plain frozen dataclasses built from the gateway's JSON answers (see the API
 reference); ``raw`` keeps the JSON as received where the gateway may add fields.
+Each ``from_json`` reads the fields it knows and ignores the others, so a gateway
+that adds a field (to an artifact, its lineage, its owner, a quota, an event)
+never breaks an older client.
 """
 
 from __future__ import annotations
@@ -60,12 +63,31 @@ class Owner:
 
 @dataclass(frozen=True, kw_only=True)
 class Lineage:
+    """Where a run artifact comes from, taken by the gateway from the job's claim.
+
+    ``worker_session_id`` names the worker process (one per worker start);
+    ``session_id`` (optional) groups the runs of one larger session of work, such
+    as an agent's conversation, across workers.
+    """
+
     run_id: str
     step_id: str
     job_id: str
     attempt: int
     worker_session_id: str
     session_id: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Lineage:
+        session_id = data.get("session_id")
+        return cls(
+            run_id=str(data["run_id"]),
+            step_id=str(data["step_id"]),
+            job_id=str(data["job_id"]),
+            attempt=int(data["attempt"]),
+            worker_session_id=str(data["worker_session_id"]),
+            session_id=None if session_id is None else str(session_id),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +129,7 @@ class Artifact:
             created_at=created_at or datetime.fromtimestamp(0, UTC),
             deleted_at=timestamp(data.get("deleted_at")),
             owner=Owner(kind=str(owner.get("kind", "")), id=str(owner.get("id", ""))),
-            lineage=Lineage(**lineage) if isinstance(lineage, Mapping) else None,
+            lineage=Lineage.from_json(lineage) if isinstance(lineage, Mapping) else None,
             created_by=data.get("created_by"),
             description=data.get("description"),
             metadata=dict(data.get("metadata") or {}),
@@ -200,16 +222,25 @@ class Event:
 
     seq: int
     type: str
-    artifact: Artifact
+    artifact: Artifact | None
+    """The artifact as it was; ``None`` when the gateway could not serve the stored
+    event (``payload_omitted`` says why; ``artifact_id`` still names it)."""
     at: datetime | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    artifact_id: str = ""
+    payload_omitted: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Event:
+        body = data.get("artifact")
+        body = body if isinstance(body, Mapping) else {}
+        omitted = body.get("payload_omitted")
         return cls(
             seq=int(data["seq"]),
             type=str(data["type"]),
-            artifact=Artifact.from_json(data["artifact"]),
+            artifact=None if omitted is not None else Artifact.from_json(body),
+            artifact_id=str(body.get("id", "")),
+            payload_omitted=None if omitted is None else str(omitted),
             at=timestamp(data.get("at")),
             raw=dict(data),
         )
