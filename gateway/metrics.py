@@ -84,7 +84,8 @@ STORAGE_ERRORS = Counter(
 )
 DB_POOL = Gauge(
     f"{PREFIX}_db_pool_connections",
-    "asyncpg pool connections: size (open) and in_use.",
+    "Open asyncpg pool connections by state, idle or in_use (they add up to the "
+    "pool's size, so sum() over state is the open connections).",
     ["state"],
     multiprocess_mode="livesum",
 )
@@ -145,9 +146,9 @@ def query_logger(record: Any) -> None:
 
 
 def update_pool(pool: Any) -> None:
-    size = pool.get_size()
-    DB_POOL.labels("size").set(size)
-    DB_POOL.labels("in_use").set(size - pool.get_idle_size())
+    idle = pool.get_idle_size()
+    DB_POOL.labels("idle").set(idle)
+    DB_POOL.labels("in_use").set(pool.get_size() - idle)
 
 
 def exposition() -> tuple[bytes, str]:

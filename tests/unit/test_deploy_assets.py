@@ -598,8 +598,8 @@ SCENARIOS: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = {
         ],
     ),
     "ArtifactGatewayDbPoolSaturated": (
-        [_series(POOL, {"state": "in_use"}, "20x30"), _series(POOL, {"state": "size"}, "20x30")],
-        [_series(POOL, {"state": "in_use"}, "5x30"), _series(POOL, {"state": "size"}, "20x30")],
+        [_series(POOL, {"state": "in_use"}, "19x30"), _series(POOL, {"state": "idle"}, "1x30")],
+        [_series(POOL, {"state": "in_use"}, "5x30"), _series(POOL, {"state": "idle"}, "15x30")],
     ),
     "ArtifactGatewaySlowQueries": (
         _buckets(QUERY, {"statement": "SELECT"}, "1"),
