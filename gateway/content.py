@@ -323,7 +323,11 @@ def sniff(head: bytes, declared: str, *, complete: bool) -> SniffResult:
     return SniffResult(sniffed_mime=sniffed, agrees=agrees)
 
 
-# Headers on every content response (200, 206, 304, HEAD), whatever the artifact.
+# Headers on every content response (200, 206, 304, HEAD; by token or signed URL),
+# whatever the artifact. ``nosniff`` with a Content-Type that is never a JavaScript
+# MIME type (:func:`presentation`): no page can run the bytes as a script. The
+# ``sandbox`` policy: opened as a page, they run nothing and load only themselves
+# (``img-src``/``media-src 'self'`` keep the browser's own image and media viewer).
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
