@@ -347,3 +347,18 @@ async def test_the_same_token_or_no_token_signs_in_without_asking(
         assert await page.locator("section.token-offer").is_hidden()
         assert await stored(page) == OTHER_TOKEN
         assert await page.locator("#who .sub").inner_text() == "user:mallory"
+
+
+async def test_every_javascript_type_previews_as_source(
+    browser: Any, gateway: RecordedGateway, scripts: Scripts
+) -> None:
+    """Served as downloads, shown as source: the page reads the bytes, never runs them."""
+    async with Page(browser, gateway, ADMIN_TOKEN) as page:
+        for mime in ("application/x-javascript", "text/livescript", "text/javascript1.3"):
+            artifact_id = scripts.content[mime].split("/")[-2]
+            await page.goto(f"/ui/projects/{scripts.project}/artifacts/{artifact_id}")
+            source = page.locator(".preview .source[data-language='javascript']")
+            await source.wait_for()
+            assert mime in await source.locator(".code").inner_text()
+        assert await page.evaluate("window.__ran") is None
+        assert await page.evaluate("window.__violations") == []
