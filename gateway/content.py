@@ -11,6 +11,17 @@ This module is the one place for the serving policy (docs/api.md, *Reading*):
   with the artifact.
 * ``INLINE_MEDIA`` / ``INLINE_TEXT`` — the safe-preview allowlist. Everything else,
   and anything whose bytes contradicted its mime, is served as an attachment.
+* ``JAVASCRIPT_MIMES`` / ``ACTIVE_MIMES`` — never sent with their own type. The
+  JavaScript list is the whole "JavaScript MIME type" list of the WHATWG MIME
+  Sniffing standard: with ``nosniff`` a browser runs a response as script (classic,
+  module or worker) only when its Content-Type is one of these, so a content answer
+  is never one of them, whatever the artifact's mime (compared case-insensitively,
+  parameters stripped: :func:`essence`). The other active types are markup that
+  renders or runs (HTML, XHTML, SVG, XML), the types a page loads as XSLT
+  (``text/xsl``, ``application/xslt+xml``) and WebAssembly (``application/wasm``).
+  CSS is source code, served as ``text/plain`` (never ``text/css``, so no page
+  loads it as a stylesheet); JSON modules run no code, and JSON is ``text/plain``.
+* ``presentation`` — the disposition and Content-Type actually sent.
 * ``mime_class`` — the coarse class used by the list filter.
 """
 
@@ -90,18 +101,43 @@ CODE_MIMES = frozenset(
         "text/css",
     }
 )
-# Never inline, whatever the bytes say: they can run script or render active content.
-ACTIVE_MIMES = frozenset(
+# The WHATWG MIME Sniffing standard's "JavaScript MIME type" list (§ 4.6): what a
+# browser runs as script. A content answer never carries one of them.
+JAVASCRIPT_MIMES = frozenset(
+    {
+        "application/ecmascript",
+        "application/javascript",
+        "application/x-ecmascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "text/javascript",
+        "text/javascript1.0",
+        "text/javascript1.1",
+        "text/javascript1.2",
+        "text/javascript1.3",
+        "text/javascript1.4",
+        "text/javascript1.5",
+        "text/jscript",
+        "text/livescript",
+        "text/x-ecmascript",
+        "text/x-javascript",
+    }
+)
+# Never inline, never sent with their own type, whatever the bytes say: they run
+# script, render active content, or are loaded by a page as code (XSLT,
+# WebAssembly). PDF is the exception: attachment, but labelled as itself. (CSS is
+# source code: shown as text/plain, or octet-stream when its bytes disagree; never
+# text/css.)
+ACTIVE_MIMES = JAVASCRIPT_MIMES | frozenset(
     {
         "text/html",
         "application/xhtml+xml",
         "image/svg+xml",
         "text/xml",
         "application/xml",
-        "text/javascript",
-        "application/javascript",
-        "application/ecmascript",
-        "text/ecmascript",
+        "text/xsl",
+        "application/xslt+xml",
+        "application/wasm",
         "application/pdf",
     }
 )
@@ -159,6 +195,17 @@ def normalise_mime(value: str | None) -> str | None:
     return mime
 
 
+def essence(value: str) -> str:
+    """A media type's essence for comparison: lower case, parameters and blanks stripped
+    (``Text/JavaScript1.5 ; charset=x`` → ``text/javascript1.5``)."""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def is_javascript(value: str) -> bool:
+    """Whether a browser would run a response of this type as script."""
+    return essence(value) in JAVASCRIPT_MIMES
+
+
 def guess_mime(name: str) -> str:
     dot = name.rfind(".")
     if dot > 0:
@@ -185,7 +232,7 @@ def mime_class(mime: str) -> str:
         return "html"
     if mime.startswith("image/"):
         return "image"
-    if mime in CODE_MIMES or mime in ("text/javascript", "application/javascript"):
+    if mime in CODE_MIMES or mime in JAVASCRIPT_MIMES:
         return "code"
     if mime in INLINE_TEXT or mime.startswith("text/"):
         return "text"
@@ -276,7 +323,11 @@ def sniff(head: bytes, declared: str, *, complete: bool) -> SniffResult:
     return SniffResult(sniffed_mime=sniffed, agrees=agrees)
 
 
-# Headers on every content response (200, 206, 304, HEAD), whatever the artifact.
+# Headers on every content response (200, 206, 304, HEAD; by token or signed URL),
+# whatever the artifact. ``nosniff`` with a Content-Type that is never a JavaScript
+# MIME type (:func:`presentation`): no page can run the bytes as a script. The
+# ``sandbox`` policy: opened as a page, they run nothing and load only themselves
+# (``img-src``/``media-src 'self'`` keep the browser's own image and media viewer).
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
@@ -303,10 +354,15 @@ def presentation(mime: str, content_agrees: bool, *, pdf_inline: bool = False) -
 
     Inline only for the allowlist, and only when the bytes agreed with the mime at
     publish time; text and source code are re-labelled ``text/plain; charset=utf-8``.
-    Attachments keep their mime, except active types (HTML, SVG, XML, JavaScript)
-    and bytes that contradicted their mime, which go out as
-    ``application/octet-stream``.
+    Attachments keep their mime, except :data:`ACTIVE_MIMES` (HTML, XHTML, SVG, XML,
+    XSLT, WebAssembly and every JavaScript MIME type) and bytes that
+    contradicted their mime, which go out as ``application/octet-stream``. The
+    mime is compared by its :func:`essence`, so no spelling of an active type (case,
+    parameters) keeps its own label; and whatever the mime, the Content-Type sent
+    is never a JavaScript MIME type, so with ``nosniff`` no content answer can run
+    as a script of this origin.
     """
+    mime = essence(mime)
     if content_agrees:
         if mime in INLINE_MEDIA:
             return Presentation(disposition="inline", content_type=mime)
@@ -314,7 +370,11 @@ def presentation(mime: str, content_agrees: bool, *, pdf_inline: bool = False) -
             return Presentation(disposition="inline", content_type=TEXT_PLAIN_UTF8)
         if pdf_inline and mime == "application/pdf":
             return Presentation(disposition="inline", content_type=mime)
-    risky = not content_agrees or (mime in ACTIVE_MIMES and mime != "application/pdf")
+    risky = (
+        not content_agrees
+        or not _MEDIA_TYPE.match(mime)
+        or (mime in ACTIVE_MIMES and mime != "application/pdf")
+    )
     return Presentation(disposition="attachment", content_type=OCTET_STREAM if risky else mime)
 
 

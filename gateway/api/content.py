@@ -2,7 +2,8 @@
 
 Access is a principal token with ``artifacts:read`` (and visibility), or a signed
 URL (``exp``, ``kid``, ``sig``). Inline or attachment, the Content-Type and the
-security headers come from :mod:`gateway.content`. ``Range`` (one range) is
+security headers come from :mod:`gateway.content`, the same for both: never a
+JavaScript MIME type, always ``nosniff`` and a ``sandbox`` policy. ``Range`` (one range) is
 passed through to object storage; ``If-None-Match`` with the current ETag
 answers 304.
 """

@@ -11,7 +11,6 @@ from gateway.api import ui
 
 CSP_MUST = [
     "default-src 'self'",
-    "script-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
     "frame-ancestors 'none'",
@@ -23,11 +22,20 @@ def policy(value: str) -> dict[str, str]:
     return {d.split()[0]: d for d in directives}
 
 
-def assert_ui_headers(headers) -> None:
+NONCE = re.compile(r"^script-src 'nonce-([A-Za-z0-9_-]{24,})'$")
+
+
+def assert_ui_headers(headers, *, page: bool = False) -> None:
+    """The browser's headers; ``page``: the HTML page, whose scripts need its nonce."""
     csp = headers["Content-Security-Policy"]
     directives = policy(csp)
     for must in CSP_MUST:
         assert directives[must.split()[0]] == must, csp
+    if page:
+        assert NONCE.match(directives["script-src"]), csp
+    else:
+        assert directives["script-src"] == "script-src 'none'", csp
+    assert "'self'" not in directives["script-src"]  # no URL is trusted for its origin
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert directives["style-src"] == "style-src 'self'"
     assert directives["connect-src"] == "connect-src 'self'"
@@ -54,9 +62,24 @@ async def test_every_page_path_answers_the_application(client: TestClient, path:
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
     assert resp.headers["Cache-Control"] == "no-cache"
-    assert_ui_headers(resp.headers)
+    assert_ui_headers(resp.headers, page=True)
     body = await resp.text()
-    assert '<script type="module" src="/ui/assets/app.js"></script>' in body
+    match = NONCE.match(policy(resp.headers["Content-Security-Policy"])["script-src"])
+    assert match
+    script = f'<script type="module" nonce="{match[1]}" src="/ui/assets/app.js"></script>'
+    assert script in body
+    assert ui.NONCE_PLACEHOLDER not in body
+
+
+async def test_every_answer_of_the_page_has_a_fresh_nonce(client: TestClient) -> None:
+    nonces = set()
+    for _ in range(5):
+        resp = await client.get("/ui/projects/demo")
+        found = NONCE.match(policy(resp.headers["Content-Security-Policy"])["script-src"])
+        assert found
+        assert f'nonce="{found[1]}"' in await resp.text()
+        nonces.add(found[1])
+    assert len(nonces) == 5
 
 
 async def test_the_shipped_page_has_no_inline_script_style_or_handler(client: TestClient) -> None:

@@ -7,7 +7,10 @@
 //   /ui/projects/{project}/artifacts/{id}     one artifact
 //
 // `#token=<jwt>` on any of them signs in and is removed from the address bar
-// (a fragment never reaches the server).
+// (a fragment never reaches the server). A tab already signed in with another
+// token is not switched silently (a link is anybody's to craft): a banner names
+// the link's principal and asks, Switch or Keep; the same token again asks
+// nothing.
 
 import { ApiError, EventFeed, claimsOf, clearToken, expired, getToken, scopesOf, setToken } from './api.js';
 import { artifactView } from './artifact.js';
@@ -21,11 +24,68 @@ const crumbs = document.getElementById('crumbs');
 let current = null; // the page shown: {controller, cleanup}
 let feed = null; // the event feed of the project shown
 
+// The banner offering a link's token to a tab signed in with another one.
+const offer = h('section', { class: 'token-offer', 'aria-label': 'Sign-in link', hidden: true });
+main.before(offer);
+
+function principalOf(claims) {
+  return h('code', { text: String(claims?.sub ?? 'unknown') });
+}
+
+function dismissOffer() {
+  offer.hidden = true;
+  replace(offer);
+}
+
+function switchTo(token) {
+  dismissOffer();
+  setToken(token);
+  feed?.stop();
+  feed = null;
+  render();
+}
+
+function offerToken(token, signedIn) {
+  const claims = claimsOf(token);
+  const keep = h('button', { type: 'button', onclick: dismissOffer }, 'Keep ', principalOf(signedIn));
+  if (!claims || expired(claims)) {
+    replace(offer, h('p', { role: 'alert' },
+      `The link carried a token that ${claims ? 'has expired' : 'is not valid'}; you are still signed in as `,
+      principalOf(signedIn), '.'), h('div', { class: 'offer-buttons' }, keep));
+  } else {
+    const scopes = scopesOf(claims);
+    replace(offer,
+      h('p', { role: 'alert' }, 'This link signs you in as ', principalOf(claims),
+        scopes.length ? ` (${scopes.join(' ')})` : '', '. You are signed in as ', principalOf(signedIn), '.'),
+      h('div', { class: 'offer-buttons' },
+        h('button', { type: 'button', class: 'primary', onclick: () => switchTo(token) }, 'Switch to ', principalOf(claims)),
+        keep));
+  }
+  offer.hidden = false;
+}
+
+// A `#token=` fragment: removed from the address bar, then adopted if this tab is
+// not signed in (no token, or an expired or unreadable one), ignored if it is
+// the token already in use, and otherwise only offered. True when adopted.
 function takeTokenFromFragment() {
   const match = /^#token=([^&]+)/.exec(location.hash);
-  if (!match) return;
-  setToken(decodeURIComponent(match[1]));
+  if (!match) return false;
   history.replaceState(history.state, '', location.pathname + location.search);
+  let token;
+  try {
+    token = decodeURIComponent(match[1]).trim();
+  } catch {
+    return false;
+  }
+  const mine = getToken();
+  const signedIn = mine ? claimsOf(mine) : null;
+  if (!signedIn || expired(signedIn)) {
+    dismissOffer();
+    setToken(token);
+    return true;
+  }
+  if (token !== mine) offerToken(token, signedIn);
+  return false;
 }
 
 function route(pathname) {
@@ -202,10 +262,7 @@ document.addEventListener('click', (event) => {
 });
 window.addEventListener('popstate', render);
 window.addEventListener('hashchange', () => {
-  if (location.hash.startsWith('#token=')) {
-    takeTokenFromFragment();
-    render();
-  }
+  if (takeTokenFromFragment()) render();
 });
 
 takeTokenFromFragment();

@@ -39,9 +39,17 @@ const MIME_LANGUAGES = {
   'application/toml': 'ini', 'text/x-toml': 'ini', 'text/x-diff': 'diff', 'text/x-patch': 'diff',
   'text/x-sql': 'sql', 'application/sql': 'sql', 'text/x-ruby': 'ruby', 'text/x-perl': 'perl',
   'text/x-lua': 'lua', 'text/x-kotlin': 'kotlin', 'text/x-typescript': 'typescript',
-  'application/typescript': 'typescript', 'text/css': 'css', 'text/javascript': 'javascript',
-  'application/javascript': 'javascript', 'application/json': 'json', 'text/markdown': 'markdown',
+  'application/typescript': 'typescript', 'text/css': 'css', 'application/json': 'json',
+  'text/markdown': 'markdown',
 };
+// The WHATWG "JavaScript MIME type" list: the gateway serves them all as downloads
+// (application/octet-stream); the page shows their text as source.
+for (const mime of ['application/ecmascript', 'application/javascript', 'application/x-ecmascript',
+  'application/x-javascript', 'text/ecmascript', 'text/javascript', 'text/javascript1.0',
+  'text/javascript1.1', 'text/javascript1.2', 'text/javascript1.3', 'text/javascript1.4',
+  'text/javascript1.5', 'text/jscript', 'text/livescript', 'text/x-ecmascript', 'text/x-javascript']) {
+  MIME_LANGUAGES[mime] = 'javascript';
+}
 
 function extension(name) {
   const dot = name.lastIndexOf('.');
@@ -231,12 +239,27 @@ function toggle(labels, views) {
   return { bar: h('div', { class: 'tabs', role: 'group' }, buttons), area, show: async () => replace(area, await views[0]()) };
 }
 
+// What an HTML preview may load: nothing at all. Its document would otherwise
+// inherit only this page's policy, under which images, media, prefetches and
+// stylesheets of this origin (the gateway's own URLs) still load from the
+// viewer's browser.
+export const PREVIEW_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'";
+
+// The document of an HTML preview: the artifact's markup after a doctype and a
+// <meta> Content-Security-Policy, the first element the parser sees, so the
+// policy holds before any element of the artifact is parsed (the artifact's own
+// doctype, <html> and <head> merge into these, and no policy it declares can
+// loosen this one: policies only add up).
+export function previewDocument(text) {
+  return `<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="${PREVIEW_POLICY}">${text}`;
+}
+
 // The sandboxed frame of an HTML preview: no scripts, forms, popups, top
-// navigation or same-origin; its document is srcdoc, so it inherits this page's
-// Content-Security-Policy (nothing loads from outside, no inline style).
+// navigation, automatic features (meta refresh) or same-origin; its srcdoc
+// document carries PREVIEW_POLICY and inherits this page's policy too.
 export function sandboxedFrame(text, title) {
   const frame = h('iframe', { class: 'html-preview', sandbox: '', referrerpolicy: 'no-referrer', title });
-  frame.srcdoc = text;
+  frame.srcdoc = previewDocument(text);
   return frame;
 }
 
