@@ -38,6 +38,7 @@ from mobius_artifacts.errors import (
     QuotaExceeded,
     Unauthenticated,
     Unavailable,
+    redact,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def exit_status(exc: ArtifactError) -> int:
 
 
 def _fail(code: str, detail: str, status: int, prog: str = PROG) -> NoReturn:
-    line = " ".join(f"{prog}: {code}: {detail}".split())
+    line = redact(" ".join(f"{prog}: {code}: {detail}".split()))
     sys.stderr.write(line + "\n")
     raise SystemExit(status)
 

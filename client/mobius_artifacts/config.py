@@ -79,6 +79,12 @@ def resolve(
     base = base.with_query(None).with_fragment(None)
     token = token or env.get(ENV_TOKEN) or None
     lease_token = lease_token or env.get(ENV_LEASE_TOKEN) or None
+    if base.user is not None and token is not None:
+        raise ConfigurationError(
+            f"the gateway URL {url} carries credentials (user:password@) and a principal "
+            "token is set: a request has one Authorization header; remove the credentials "
+            "from the URL"
+        )
     resolved = project or env.get(ENV_PROJECT) or None
     if resolved is None:
         resolved = project_from_tokens(lease_token, token)
