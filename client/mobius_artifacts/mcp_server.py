@@ -229,9 +229,16 @@ class Agent:
     ) -> types.CallToolResult:
         resolved, fh = await asyncio.to_thread(self.workspace.open, file_path)
         try:
+            name = name or resolved.name
+            if not _is_text(name):  # a file name of bytes that are not UTF-8
+                shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+                raise WorkspaceError(
+                    "invalid_name",
+                    f"the file's name '{shown}' is not valid UTF-8: give the artifact a name",
+                )
             ref = await self.client.publish(
                 fh,
-                name=name or resolved.name,
+                name=name,
                 description=description,
                 metadata=metadata,
                 artifact_type=artifact_type,
@@ -375,6 +382,14 @@ class Agent:
                 f"{READ_LIMIT} returned here; read_artifact gives a download URL instead"
             )
         return ReadResourceContents(content=content.data, mime_type=artifact.mime)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _take(listing: AsyncIterator[Artifact], n: int) -> list[Artifact]:

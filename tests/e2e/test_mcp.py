@@ -284,6 +284,10 @@ async def test_escapes_directories_and_missing_files_publish_nothing(
     os.link(outside / "secret.txt", workspace / "hardlink")
     # a name that is not UTF-8: the refusal still reaches the agent, the byte escaped
     (workspace / "odd").symlink_to(os.fsdecode(os.fsencode(outside) + b"/caf\xe9"))
+    # inside, but its name is not text: the artifact needs a name of the agent's
+    latin1 = os.fsdecode(os.fsencode(workspace) + b"/caf\xe9.txt")
+    Path(latin1).write_text("x")
+    (workspace / "nice.txt").symlink_to(latin1)
     refusals = {
         "../outside/secret.txt": "outside_workspace",
         "out/../../outside/secret.txt": "outside_workspace",
@@ -292,6 +296,7 @@ async def test_escapes_directories_and_missing_files_publish_nothing(
         "dirlink/secret.txt": "outside_workspace",
         "odd": "outside_workspace",
         "hardlink": "hard_linked",
+        "nice.txt": "invalid_name",
         "out": "is_a_directory",
         "missing.txt": "file_not_found",
     }
