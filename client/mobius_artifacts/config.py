@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from yarl import URL
 
-from mobius_artifacts.errors import ConfigurationError
+from mobius_artifacts.errors import ConfigurationError, redact
 
 ENV_URL: Final = "MOBIUS_ARTIFACTS_URL"
 ENV_LEASE_TOKEN: Final = "MOBIUS_LEASE_TOKEN"
@@ -58,6 +58,14 @@ class Settings:
     proxy: URL | None
     proxy_authorization: str | None
     """``Proxy-Authorization`` for the proxy, from the credentials in its URL."""
+
+    def __repr__(self) -> str:  # never the tokens, nor a URL's credentials
+        proxy = str(self.proxy) if self.proxy else None
+        return redact(
+            f"Settings(base_url={str(self.base_url)!r}, project={self.project!r}, "
+            f"token={'***' if self.token else None}, "
+            f"lease_token={'***' if self.lease_token else None}, proxy={proxy!r})"
+        )
 
 
 def resolve(

@@ -67,3 +67,17 @@ def test_the_mcp_log_formatter_redacts_messages_and_tracebacks() -> None:
     line = formatter.format(record)
     assert "ValueError" in line and "http://***@gw/?***" in line
     assert "pw" not in line and "tk" not in line
+
+
+def test_the_settings_repr_shows_no_credential() -> None:
+    settings = resolve(
+        "http://user:pw@gw/",
+        token=None,
+        lease_token="eyJhbGciOiJIUzI1NiJ9.eyJwcmoiOiJwIn0.c2ln",
+        project=None,
+        ca_bundle=None,
+        env={"HTTP_PROXY": "http://proxy-user:proxy-pw@proxy:3128"},
+    )
+    text = repr(settings)
+    assert "http://***@gw/" in text and "project='p'" in text and "lease_token=***" in text
+    assert "pw" not in text and "c2ln" not in text
