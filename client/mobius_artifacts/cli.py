@@ -552,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--http",
         metavar="HOST:PORT",
         help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio "
-        "(a loopback address only, e.g. 127.0.0.1:8765)",
+        "(a loopback address only, e.g. 127.0.0.1:8765; a request whose Host or Origin "
+        "names another site is refused)",
     )
     mcp.set_defaults(func=cmd_mcp)
     return parser
