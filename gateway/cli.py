@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, SigningKey
+from gateway.logs import redact_urls
 
 if TYPE_CHECKING:
     from gateway.server import Listeners
@@ -27,7 +28,7 @@ ALL_SCOPES = "artifacts:read artifacts:write artifacts:delete artifacts:admin cl
 
 
 def _fail(message: str, status: int = 2) -> NoReturn:
-    print(f"artifact-gateway: {message}", file=sys.stderr)
+    print(f"artifact-gateway: {redact_urls(message)}", file=sys.stderr)
     raise SystemExit(status)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.logs import redact_urls
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "console")
 
@@ -230,7 +232,8 @@ class _Env:
     def url(self, name: str) -> str | None:
         value = self.optional(name)
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ConfigError(name, f"must be an http:// or https:// URL (got {value!r})")
+            shown = redact_urls(value)
+            raise ConfigError(name, f"must be an http:// or https:// URL (got {shown!r})")
         return value
 
     def secret(self, name: str) -> bytes | None:

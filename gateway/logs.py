@@ -3,7 +3,9 @@
 Event names are stable (``http.request``, ``artifact.published``, ``lease.rejected``
 …). Tokens, ``Authorization``, lease headers and URL signatures are never passed
 to a logger; :func:`redact` scrubs anything that looks like one as a last line of
-defence.
+defence, and the credentials of any URL (``user:password@`` and the query string,
+e.g. of ``GATEWAY_DATABASE_URL`` or an S3 endpoint in a library's error) with
+:func:`redact_urls`, which also guards the command line's error lines.
 
 Libraries log through the standard library (``aiohttp.server``, ``asyncio``,
 ``asyncpg``, Python warnings …): :func:`configure_logging` puts one handler on the
@@ -25,11 +27,27 @@ from typing import Any, TextIO
 import structlog
 
 _SECRETISH = re.compile(r"(eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|([?&]sig=)[^&\s]+)")
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>\\`]*")
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    scheme, _, rest = match.group().partition("://")
+    # everything up to the last "@" may be credentials (a password may hold "@", "/", "?")
+    if "@" in rest:
+        rest = "[redacted]" + rest[rest.rindex("@") :]
+    if "?" in rest:
+        rest = rest[: rest.index("?")] + "?[redacted]"
+    return f"{scheme}://{rest}"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL's userinfo and query string replaced by ``[redacted]``."""
+    return _URL.sub(_redact_url, text) if "://" in text else text
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _SECRETISH.sub(lambda m: (m.group(2) or "") + "[redacted]", value)
+        return redact_urls(_SECRETISH.sub(lambda m: (m.group(2) or "") + "[redacted]", value))
     return value
 
 

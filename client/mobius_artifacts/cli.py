@@ -38,6 +38,7 @@ from mobius_artifacts.errors import (
     QuotaExceeded,
     Unauthenticated,
     Unavailable,
+    redact,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def exit_status(exc: ArtifactError) -> int:
 
 
 def _fail(code: str, detail: str, status: int, prog: str = PROG) -> NoReturn:
-    line = " ".join(f"{prog}: {code}: {detail}".split())
+    line = redact(" ".join(f"{prog}: {code}: {detail}".split()))
     sys.stderr.write(line + "\n")
     raise SystemExit(status)
 
@@ -556,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--http",
         metavar="HOST:PORT",
         help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio "
-        "(a loopback address only, e.g. 127.0.0.1:8765)",
+        "(a loopback address only, e.g. 127.0.0.1:8765; a request whose Host or Origin "
+        "names another site is refused)",
     )
     mcp.set_defaults(func=cmd_mcp)
     return parser

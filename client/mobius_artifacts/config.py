@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from yarl import URL
 
-from mobius_artifacts.errors import ConfigurationError
+from mobius_artifacts.errors import ConfigurationError, redact
 
 ENV_URL: Final = "MOBIUS_ARTIFACTS_URL"
 ENV_LEASE_TOKEN: Final = "MOBIUS_LEASE_TOKEN"
@@ -59,6 +59,14 @@ class Settings:
     proxy_authorization: str | None
     """``Proxy-Authorization`` for the proxy, from the credentials in its URL."""
 
+    def __repr__(self) -> str:  # never the tokens, nor a URL's credentials
+        proxy = str(self.proxy) if self.proxy else None
+        return redact(
+            f"Settings(base_url={str(self.base_url)!r}, project={self.project!r}, "
+            f"token={'***' if self.token else None}, "
+            f"lease_token={'***' if self.lease_token else None}, proxy={proxy!r})"
+        )
+
 
 def resolve(
     url: str | None,
@@ -79,6 +87,12 @@ def resolve(
     base = base.with_query(None).with_fragment(None)
     token = token or env.get(ENV_TOKEN) or None
     lease_token = lease_token or env.get(ENV_LEASE_TOKEN) or None
+    if base.user is not None and token is not None:
+        raise ConfigurationError(
+            f"the gateway URL {url} carries credentials (user:password@) and a principal "
+            "token is set: a request has one Authorization header; remove the credentials "
+            "from the URL"
+        )
     resolved = project or env.get(ENV_PROJECT) or None
     if resolved is None:
         resolved = project_from_tokens(lease_token, token)

@@ -10,8 +10,34 @@ problem body to the most specific class; an unknown code becomes the base
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+_URL: Final = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>\\`]*")
+REDACTED: Final = "***"
+
+
+def _redact_url(match: re.Match[str]) -> str:
+    url = match.group()
+    scheme, _, rest = url.partition("://")
+    # Everything up to the last "@" may be credentials (a password can hold an "@",
+    # a "/" or a "?" left unescaped): hide it all rather than guess where it ends.
+    if "@" in rest:
+        rest = REDACTED + rest[rest.rindex("@") :]
+    if "?" in rest:
+        rest = rest[: rest.index("?")] + "?" + REDACTED
+    return f"{scheme}://{rest}"
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it hidden: its userinfo
+    (``user:password@``) and its query string (a signed URL's signature, a token)
+    become ``***``. Every error message and log line of the client passes through it.
+    """
+    if "://" not in text:
+        return text
+    return _URL.sub(_redact_url, text)
 
 
 class ArtifactError(Exception):
@@ -28,6 +54,7 @@ class ArtifactError(Exception):
         request_id: str | None = None,
         title: str | None = None,
     ) -> None:
+        detail = redact(detail)
         self.code = code or self.default_code
         self.status = status
         self.detail = detail

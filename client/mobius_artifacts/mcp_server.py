@@ -2,7 +2,8 @@
 and read artifacts (``pip install 'mobius-artifacts[mcp]'``).
 
 It speaks MCP over stdio (or streamable HTTP on the loopback interface with
-``--http 127.0.0.1:PORT``) and is configured from the client's environment:
+``--http 127.0.0.1:PORT``, checking every request's Host and Origin; see
+:mod:`mobius_artifacts.mcp_transport`) and is configured from the client's environment:
 ``MOBIUS_ARTIFACTS_URL``, ``MOBIUS_LEASE_TOKEN`` and/or ``MOBIUS_ARTIFACTS_TOKEN``,
 ``MOBIUS_PROJECT``, plus ``MOBIUS_WORKSPACE`` (default: the working directory),
 the only directory whose files ``deliver_file`` publishes.
@@ -12,7 +13,8 @@ principal token), ``list_artifacts``, ``get_artifact``, ``read_artifact`` (read
 with the principal token). A refused path or an error answer of the gateway is
 a tool error (``isError``) whose text starts with the stable code
 (``outside_workspace``, ``quota_exceeded``, ``lease_inactive`` …) and goes on with
-the detail; the server itself keeps running.
+the detail, every URL's credentials redacted; the server itself keeps running,
+and answers every request (one it cannot read with a JSON-RPC error).
 
 Resources: the template ``artifact://{project}/{id}``, readable with
 ``resources/read`` — text (served inline by the gateway as UTF-8) up to 1 MiB,
@@ -30,7 +32,6 @@ published.
 # some of which are built inside build().
 import asyncio
 import base64
-import ipaddress
 import json
 import logging
 import os
@@ -53,7 +54,9 @@ from mobius_artifacts.errors import (
     ArtifactTooLarge,
     ConfigurationError,
     NotFound,
+    redact,
 )
+from mobius_artifacts.mcp_transport import configure_logging, is_loopback, run_http, run_stdio
 from mobius_artifacts.values import Artifact, ArtifactRef
 from mobius_artifacts.workspace import ENV_WORKSPACE, Workspace, WorkspaceError
 
@@ -109,11 +112,17 @@ class Listing(BaseModel):
 def failure(
     code: str, detail: str, *, status: int | None = None, request_id: str | None = None
 ) -> types.CallToolResult:
-    """A tool error: the stable code first, then what happened."""
+    """A tool error: the stable code first, then what happened.
+
+    Credentials in a URL are redacted, and what is not text (a file name's
+    undecodable bytes, kept as lone surrogates) is spelled as an escape, so the
+    error can always be sent.
+    """
     text = f"{code}: {detail}"
     notes = [f"HTTP {status}" if status else "", f"request id {request_id}" if request_id else ""]
     if any(notes):
         text += " (" + ", ".join(n for n in notes if n) + ")"
+    text = redact(text).encode("utf-8", "backslashreplace").decode("utf-8")
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
 
 
@@ -220,9 +229,16 @@ class Agent:
     ) -> types.CallToolResult:
         resolved, fh = await asyncio.to_thread(self.workspace.open, file_path)
         try:
+            name = name or resolved.name
+            if not _is_text(name):  # a file name of bytes that are not UTF-8
+                shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+                raise WorkspaceError(
+                    "invalid_name",
+                    f"the file's name '{shown}' is not valid UTF-8: give the artifact a name",
+                )
             ref = await self.client.publish(
                 fh,
-                name=name or resolved.name,
+                name=name,
                 description=description,
                 metadata=metadata,
                 artifact_type=artifact_type,
@@ -368,6 +384,14 @@ class Agent:
         return ReadResourceContents(content=content.data, mime_type=artifact.mime)
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def _take(listing: AsyncIterator[Artifact], n: int) -> list[Artifact]:
     """The first ``n`` artifacts of a listing, which is then closed."""
     items: list[Artifact] = []
@@ -467,7 +491,8 @@ def build(agent: Agent) -> ArtifactServer:
             Field(
                 description=f"The file to publish: a path relative to the workspace {root}, "
                 "or an absolute path inside it. Files outside the workspace (symbolic links "
-                "are followed) and directories are refused."
+                "are followed), files with more than one hard link (copy them first) and "
+                "directories are refused."
             ),
         ],
         *,
@@ -597,11 +622,7 @@ def parse_http(value: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError(f"--http takes HOST:PORT, e.g. 127.0.0.1:8765 (got {value!r})")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise ConfigurationError(
             "the MCP server has no authentication of its own and holds the job's credentials: "
             f"it listens on a loopback address only (got {host!r})"
@@ -611,12 +632,13 @@ def parse_http(value: str) -> tuple[str, int]:
 
 async def serve(agent: Agent, http: tuple[str, int] | None) -> None:
     """Run the server until its client goes away (stdio) or it is stopped (HTTP)."""
+    configure_logging()
     server = build(agent)
     try:
         if http is None:
-            await server.run_stdio_async()
+            await run_stdio(server)
         else:
-            await server.run_streamable_http_async(host=http[0], port=http[1])
+            await run_http(server, *http)
     finally:
         await agent.client.close()
 

@@ -6,6 +6,11 @@ workspace's own resolved path. The file is then opened without following a
 link, and the opened file itself is checked again (its path through
 ``/proc/self/fd`` where the system has one, else its device and inode), so a
 link swapped in between the check and the open cannot lead outside either.
+
+A regular file with more than one hard link is refused: its other names may lie
+outside the workspace, and nothing can show they do not. The rule is checked on
+the opened file itself (``fstat``), so a link made between a check and the open
+is caught as well; a copy of the file (which has one link) can be delivered.
 """
 
 from __future__ import annotations
@@ -66,13 +71,14 @@ class Workspace:
                 "only files inside the workspace can be delivered",
             )
         try:
-            mode = resolved.stat().st_mode
+            found = resolved.stat()
         except FileNotFoundError:
             raise WorkspaceError(
                 "file_not_found", f"{file_path!r} does not exist in the workspace {self.root}"
             ) from None
         except OSError as exc:
             raise WorkspaceError("os_error", f"{file_path!r}: {exc.strerror or exc}") from None
+        mode = found.st_mode
         if stat.S_ISDIR(mode):
             raise WorkspaceError(
                 "is_a_directory",
@@ -80,6 +86,7 @@ class Workspace:
             )
         if not stat.S_ISREG(mode):
             raise WorkspaceError("not_a_file", f"{file_path!r} is not a regular file")
+        _refuse_hard_links(found, file_path)
         return resolved
 
     def open(self, file_path: str) -> tuple[Path, IO[bytes]]:
@@ -101,6 +108,7 @@ class Workspace:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
             raise WorkspaceError("not_a_file", f"{file_path!r} is not a regular file")
+        _refuse_hard_links(opened, file_path)
         proc = Path(f"/proc/self/fd/{fd}")
         try:
             where = Path(os.readlink(proc))
@@ -119,3 +127,14 @@ class Workspace:
                 "outside_workspace",
                 f"{file_path!r} led to {where}, outside the workspace {self.root}",
             )
+
+
+def _refuse_hard_links(found: os.stat_result, file_path: str) -> None:
+    """A regular file with other names, which may lie outside the workspace, is refused."""
+    if found.st_nlink > 1:
+        raise WorkspaceError(
+            "hard_linked",
+            f"{file_path!r} has {found.st_nlink} hard links: another of its names may lie "
+            "outside the workspace, which cannot be ruled out, so it is not delivered; "
+            "deliver a copy of it instead (cp FILE FILE.copy)",
+        )

@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import secrets
+import select
 import socket
 import struct
 import subprocess
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp import types as mt
+from mcp.client.stdio import stdio_client
 
 from gateway.devstack import free_port
 from tests.conftest import ALL_SCOPES, principal_token
@@ -278,12 +281,22 @@ async def test_escapes_directories_and_missing_files_publish_nothing(
     outside = workspace.parent / "outside"
     (workspace / "link").symlink_to(outside / "secret.txt")
     (workspace / "dirlink").symlink_to(outside)
+    os.link(outside / "secret.txt", workspace / "hardlink")
+    # a name that is not UTF-8: the refusal still reaches the agent, the byte escaped
+    (workspace / "odd").symlink_to(os.fsdecode(os.fsencode(outside) + b"/caf\xe9"))
+    # inside, but its name is not text: the artifact needs a name of the agent's
+    latin1 = os.fsdecode(os.fsencode(workspace) + b"/caf\xe9.txt")
+    Path(latin1).write_text("x")
+    (workspace / "nice.txt").symlink_to(latin1)
     refusals = {
         "../outside/secret.txt": "outside_workspace",
         "out/../../outside/secret.txt": "outside_workspace",
         str(outside / "secret.txt"): "outside_workspace",
         "link": "outside_workspace",
         "dirlink/secret.txt": "outside_workspace",
+        "odd": "outside_workspace",
+        "hardlink": "hard_linked",
+        "nice.txt": "invalid_name",
         "out": "is_a_directory",
         "missing.txt": "file_not_found",
     }
@@ -294,6 +307,10 @@ async def test_escapes_directories_and_missing_files_publish_nothing(
             assert result.structured_content is None
             if code == "outside_workspace":
                 assert str(workspace) in text  # names the workspace it must stay in
+            if path == "odd":
+                assert "caf\\udce9" in text
+            if code == "hard_linked":
+                assert "copy" in text
         assert (await client.list_resources()).resources == []
     listing = get(gateway, f"/v1/projects/{project}/artifacts", env["MOBIUS_ARTIFACTS_TOKEN"])
     assert listing["items"] == []
@@ -502,11 +519,11 @@ async def test_working_directory_is_the_default_workspace(
         )
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.1)
     raise AssertionError("the MCP server did not listen")
@@ -553,3 +570,204 @@ def test_configuration_errors(gateway: Gateway, project: str, tmp_path: Path) ->
         assert result.stdout == ""
         assert result.stderr.startswith("mobius-artifacts: configuration_error: ")
         assert message in result.stderr, result.stderr
+
+
+@contextlib.contextmanager
+def http_server(env: dict[str, str], host: str = "127.0.0.1") -> Iterator[int]:
+    """``mobius-artifacts mcp --http HOST:PORT`` running; its port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [CLIENT, "mcp", "--http", f"{host}:{port}"],
+        env=environ(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_port(port, proc, host)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"},
+    },
+}
+
+
+def post(host: str, port: int, body: bytes, **headers: str) -> tuple[int, bytes]:
+    """A raw POST /mcp (its Host and Origin as given); the status and the body."""
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/mcp",
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json, text/event-stream",
+                **{k.replace("_", "-"): v for k, v in headers.items()},
+            },
+        )
+        resp = connection.getresponse()
+        return resp.status, resp.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2"])
+async def test_streamable_http_refuses_other_hosts_and_origins(
+    env: dict[str, str], workspace: Path, host: str
+) -> None:
+    (workspace / "h.txt").write_text("over http")
+    body = json.dumps(INITIALIZE).encode()
+    with http_server(env, host) as port:
+        # a page of another site whose name was rebound to the loopback address
+        assert post(host, port, body, Host="evil.example")[0] == 421
+        assert post(host, port, body, Host=f"evil.example:{port}")[0] == 421
+        origin = {"Host": f"{host}:{port}", "Origin": "http://evil.example"}
+        assert post(host, port, body, **origin)[0] == 403
+        # the address itself, and a page served from the machine itself
+        for origin in (f"http://{host}:{port}", "http://localhost:6274"):
+            status, _ = post(host, port, body, Host=f"{host}:{port}", Origin=origin)
+            assert status == 200, origin
+        assert post(host, port, body, Host=f"localhost:{port}")[0] == 200
+        async with Client(f"http://{host}:{port}/mcp") as client:
+            result = await client.call_tool("deliver_file", {"filePath": "h.txt"})
+            assert not result.is_error, text_of(result)
+
+
+NESTED = '{"a":[' * 3000 + "1" + "]}" * 3000
+
+
+def unreadable_calls() -> dict[str, str]:
+    """tools/call lines the SDK cannot decode: a lone surrogate, metadata nested 3,000 deep."""
+
+    def call(request_id: str, arguments: str) -> str:
+        return (
+            f'{{"jsonrpc":"2.0","id":{request_id},"method":"tools/call",'
+            f'"params":{{"name":"publish_text","arguments":{arguments}}}}}'
+        )
+
+    return {
+        "surrogate": call('"s-1"', '{"name":"a\\ud800.md","content":"x"}'),
+        "nested": call("7", '{"name":"n.md","content":"x","metadata":' + NESTED + "}"),
+    }
+
+
+class Lines:
+    """JSON-RPC lines to and from a server spawned over stdio."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def send(self, message: str | dict[str, Any]) -> None:
+        line = message if isinstance(message, str) else json.dumps(message)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def receive(self, timeout: float = 10) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, "no answer"
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
+
+async def test_unreadable_requests_are_answered_over_stdio(env: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        [CLIENT, "mcp"],
+        env=environ(**env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        lines = Lines(proc)
+        lines.send(INITIALIZE)
+        assert lines.receive()["id"] == 1
+        lines.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        calls = unreadable_calls()
+        lines.send(calls["surrogate"])
+        answer = lines.receive()
+        assert answer["id"] == "s-1" and answer["error"]["code"] == -32700
+        assert "surrogate" in answer["error"]["message"]
+        lines.send(calls["nested"])
+        answer = lines.receive()
+        assert answer["id"] == 7 and "nested" in answer["error"]["message"]
+        lines.send('{"jsonrpc":"2.0","id":8,"method":42}')  # JSON, not JSON-RPC
+        assert lines.receive()["error"]["code"] == -32600
+        lines.send("not json at all")
+        answer = lines.receive()  # no id to be found: a null one
+        assert (answer["id"], answer["error"]["code"]) == (None, -32700)
+        # and the server goes on serving
+        lines.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 9,
+                "method": "tools/call",
+                "params": {"name": "publish_text", "arguments": {"name": "ok.md", "content": "ok"}},
+            }
+        )
+        answer = lines.receive(30)
+        assert answer["id"] == 9 and answer["result"]["isError"] is False, answer
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(20)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+async def test_unreadable_requests_are_answered_over_http(env: dict[str, str]) -> None:
+    with http_server(env) as port:
+        for line in unreadable_calls().values():
+            started = time.monotonic()
+            status, body = post("127.0.0.1", port, line.encode())
+            assert time.monotonic() - started < 10
+            assert status == 400
+            assert json.loads(body)["error"]["code"] == -32700
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            # and the server goes on serving
+            result = await client.call_tool("publish_text", {"name": "ok.md", "content": "ok"})
+            assert not result.is_error, text_of(result)
+
+
+async def test_url_credentials_never_reach_the_agent_or_the_logs(
+    env: dict[str, str], workspace: Path, tmp_path: Path
+) -> None:
+    (workspace / "d.txt").write_text("d")
+    # nothing listens there: every call fails, naming the gateway it could not reach
+    url = f"http://agent:pw-s3cret@127.0.0.1:{free_port()}/?key=q-s3cret"
+    env = {k: v for k, v in env.items() if k != "MOBIUS_ARTIFACTS_TOKEN"}
+    env |= {"MOBIUS_ARTIFACTS_URL": url}
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as errlog:
+        params = StdioServerParameters(command=CLIENT, args=["mcp", "--retries", "0"], env=env)
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            for name, arguments in (
+                ("deliver_file", {"filePath": "d.txt"}),
+                ("publish_text", {"name": "p.md", "content": "p"}),
+            ):
+                text = tool_error(await client.call_tool(name, arguments), "unavailable")
+                assert "127.0.0.1" in text and "s3cret" not in text, text
+                assert "http://***@127.0.0.1" in text
+    assert "s3cret" not in stderr.read_text()
+    # the command line's one error line, and the refusal of a URL's credentials with a token
+    for args in (["publish", str(workspace / "d.txt"), "--retries", "0"], ["mcp"]):
+        result = cli(*args, env=environ(**env, MOBIUS_ARTIFACTS_TOKEN="t"), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "configuration_error" in result.stderr and "s3cret" not in result.stderr
+    result = cli("publish", str(workspace / "d.txt"), "--retries", "0", env=environ(**env))
+    assert result.returncode == 5, result.stderr
+    assert "unavailable" in result.stderr and "s3cret" not in result.stderr

@@ -115,6 +115,22 @@ def test_cli_stops_with_one_line_naming_the_variable() -> None:
     ]
 
 
+def test_a_refused_url_is_shown_without_its_credentials() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env={"GATEWAY_S3_ENDPOINT_URL": "ftp://key:s3cret@s3/?t=s3cret", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "artifact-gateway: GATEWAY_S3_ENDPOINT_URL: must be an http:// or https:// URL "
+        "(got 'ftp://[redacted]@s3/?[redacted]')"
+    ]
+
+
 def test_serve_requires_configured_backends() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve"],

@@ -147,3 +147,32 @@ def test_warnings_and_unretrieved_task_errors_are_lines_too() -> None:
     by_logger = {line["logger"]: line for line in lines(writes)}
     assert "careful" in by_logger["py.warnings"]["event"]
     assert "ValueError: lost" in by_logger["asyncio"]["exception"]
+
+
+def test_url_credentials_in_library_errors_are_redacted() -> None:
+    # e.g. a driver's error naming GATEWAY_DATABASE_URL, or an S3 endpoint with credentials
+    dsn = "postgresql://app:pw-s3cret@db:5432/gw?password=q-s3cret"
+    writes = run(
+        f"""
+        configure_logging("info")
+        try:
+            raise OSError("cannot reach http://key:s3-s3cret@s3:8333/?X-Amz-Signature=s3cret")
+        except OSError:
+            logging.getLogger("asyncpg").error("connecting to %s failed", "{dsn}", exc_info=True)
+        get_logger("gateway.startup").warning("backend.unreachable", url="{dsn}")
+        """
+    )
+    first, second = lines(writes)
+    assert first["event"] == "connecting to postgresql://[redacted]@db:5432/gw?[redacted] failed"
+    assert "http://[redacted]@s3:8333/?[redacted]" in first["exception"]
+    assert second["url"] == "postgresql://[redacted]@db:5432/gw?[redacted]"
+    assert not any("s3cret" in write for write in writes)
+
+
+def test_redact_urls() -> None:
+    from gateway.logs import redact_urls
+
+    assert redact_urls("http://u:p@ss@h:1/p?q=1 and s3://h/b") == (
+        "http://[redacted]@h:1/p?[redacted] and s3://h/b"
+    )
+    assert redact_urls("no URL: user:pw@host") == "no URL: user:pw@host"

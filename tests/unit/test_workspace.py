@@ -81,3 +81,36 @@ def test_the_workspace_must_be_a_directory(tmp_path: Path) -> None:
     linked = tmp_path / "link"
     linked.symlink_to(tmp_path)
     assert Workspace.at(linked).root == tmp_path.resolve()
+
+
+def test_hard_links_are_refused(tree: tuple[Workspace, Path]) -> None:
+    ws, tmp = tree
+    os.link(tmp / "outside" / "secret.txt", ws.root / "linked.txt")
+    with pytest.raises(WorkspaceError) as info:
+        ws.open("linked.txt")
+    assert info.value.code == "hard_linked"
+    assert "copy" in info.value.detail and "2 hard links" in info.value.detail
+    # an inside file with a second name inside is refused too (it cannot be told apart)
+    os.link(ws.root / "report.md", ws.root / "sub" / "report-again.md")
+    assert refused(ws, "report.md") == "hard_linked"
+    # a copy has one link and is delivered
+    (ws.root / "copy.txt").write_bytes((ws.root / "linked.txt").read_bytes())
+    _, fh = ws.open("copy.txt")
+    with fh:
+        assert fh.read() == b"secret\n"
+
+
+def test_a_hard_link_made_after_the_check_is_caught_on_the_opened_file(
+    tree: tuple[Workspace, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, tmp = tree
+    target = ws.root / "sub" / "data.csv"
+    locate = Workspace.locate
+
+    def then_link(self: Workspace, file_path: str) -> Path:
+        resolved = locate(self, file_path)  # checked with one link ...
+        os.link(target, tmp / "outside" / "data.csv")  # ... and a second name appears
+        return resolved
+
+    monkeypatch.setattr(Workspace, "locate", then_link)
+    assert refused(ws, "sub/data.csv") == "hard_linked"
