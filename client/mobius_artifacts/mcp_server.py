@@ -34,6 +34,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
@@ -595,7 +596,7 @@ def parse_http(value: str) -> tuple[str, int]:
     """``HOST:PORT`` of the streamable HTTP transport, on a loopback address only."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ConfigurationError(f"--http takes HOST:PORT, e.g. 127.0.0.1:8765 (got {value!r})")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
