@@ -206,6 +206,36 @@ async def test_request_content_codings_are_415_and_commit_nothing(
     assert await objects(store, project) == stored
 
 
+async def test_a_small_gzip_that_inflates_past_the_quota_is_refused_unread(
+    client: TestClient, project, db, store
+) -> None:
+    """61 KB of gzip that inflates to 63 MiB, into a project with 1 MiB left: 415, nothing
+    stored or charged (it used to be decoded silently, past the early quota check)."""
+    claim = await new_claim(client, project)
+    resp = await client.put(
+        f"/v1/projects/{project}/quota", json={"limit_bytes": 1024 * 1024}, headers=ADMIN
+    )
+    assert resp.status == 200
+    head, media_type = _multipart(b"")
+    opening, closing = head.split(b"\r\n\r\n", 1)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    parts = [squeeze.compress(opening + b"\r\n\r\n")]
+    zeros = bytes(1024 * 1024)
+    parts += [squeeze.compress(zeros) for _ in range(63)]
+    parts += [squeeze.compress(closing), squeeze.flush()]
+    body = b"".join(parts)
+    assert len(body) < 100_000
+    resp = await client.post(
+        f"/v1/projects/{project}/artifacts",
+        data=body,
+        headers=lease(claim) | {"Content-Type": media_type, "Content-Encoding": "gzip"},
+    )
+    await problem(resp, 415, "unsupported_content_encoding")
+    assert (await quota(client, project))["used_bytes"] == 0
+    assert await db.fetchval("SELECT count(*) FROM artifacts WHERE project_id=$1", project) == 0
+    assert await objects(store, project) == []
+
+
 async def test_identity_content_coding_is_accepted(client: TestClient, project) -> None:
     seed = await _seed(client, project)
     for route, (method, path, headers, body) in _uploads(seed).items():

@@ -288,3 +288,26 @@ def test_the_scan_finds_the_patterns() -> None:
     assert (
         len([p for path in _sources() for p in _regex_literals(ast.parse(path.read_text()))]) > 10
     )
+
+
+# --- the OpenAPI document names the new answers -----------------------------------------
+
+
+def test_openapi_declares_content_coding_and_rate_limit_answers() -> None:
+    from gateway import openapi
+
+    document = openapi.document()
+    with_body = [
+        (path, method, operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert len(with_body) >= 5
+    for path, method, operation in with_body:
+        assert "415" in operation["responses"], (method, path)
+    texts = document["components"]["responses"]
+    assert "unsupported_content_encoding" in texts["Problem415"]["description"]
+    assert "rate_limited" in texts["Problem429"]["description"]
+    mint = document["paths"]["/v1/projects/{project}/artifacts/{artifact_id}/signed-url"]["post"]
+    assert "429" in mint["responses"]
