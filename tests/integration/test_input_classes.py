@@ -425,6 +425,31 @@ async def test_quota_numbers_are_bounded_integers(client: TestClient, project, d
     assert await counts(db, project) == before
 
 
+@pytest.mark.parametrize(
+    "length",
+    [b"9" * 5000, b"9" * 20, b"\xd9\xa1", b"+1", b"1_0", b"0x10"],
+    ids=["5000-digits", "20-digits", "arabic-indic", "sign", "underscore", "hex"],
+)
+async def test_content_length_is_bounded_ascii_digits(
+    served: TestClient, project, db, length
+) -> None:
+    before = await counts(db, project)
+    head = (
+        (
+            f"POST /v1/projects/{project}/claims HTTP/1.1\r\nHost: localhost\r\n"
+            f"Authorization: {SCHEDULER['Authorization']}\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\n"
+        ).encode()
+        + b"Content-Length: "
+        + length
+        + b"\r\n\r\n"
+    )
+    answer = await raw_request(served, head, _claim_body())
+    assert answer.startswith(b"HTTP/1.1 400 ") or answer.startswith(b"HTTP/1.0 400 "), answer[:300]
+    assert b"application/problem+json" in answer, answer[:300]
+    assert await counts(db, project) == before
+
+
 # --- 4. ids and slugs matched whole -----------------------------------------------------
 
 BAD_PROJECTS = ["demo%0A", "demo%0D", "demo%0D%0A", "%0Ademo", "demo%00", "d%D9%A1"]
