@@ -34,12 +34,14 @@ from gateway.api.state import (
     EVENTS_HEARTBEAT_SECONDS,
     LEASE_TOKENS,
     PRINCIPALS,
+    SIGNED_URL_MINTS,
     STORE,
     Drain,
 )
 from gateway.auth import PrincipalVerifier
 from gateway.config import Config
 from gateway.events import HEARTBEAT_SECONDS, EventHub
+from gateway.ratelimit import TokenBuckets
 from leases import ClaimCache, LeaseKey, LeaseTokens
 
 # Multipart bodies are streamed; this only bounds non-streamed bodies (JSON requests).
@@ -118,6 +120,9 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[request_context_middleware, error_middleware],
         client_max_size=MAX_JSON_BODY,
+        # No request content coding is decoded: such bodies are refused (415,
+        # gateway.api.middleware.refuse_content_coding), never inflated.
+        handler_args={"auto_decompress": False},
     )
     app[CONFIG] = config
     app[DRAIN] = Drain()
@@ -127,6 +132,9 @@ def create_app(config: Config) -> web.Application:
         [LeaseKey(kid=k.kid, secret=k.secret) for k in config.lease_signing_keys],
         max_ttl_seconds=config.lease_max_ttl_seconds,
         leeway_seconds=config.auth_leeway_seconds,
+    )
+    app[SIGNED_URL_MINTS] = TokenBuckets(
+        per_minute=config.signed_url_mints_per_minute, burst=config.signed_url_mint_burst
     )
     app[PRINCIPALS] = PrincipalVerifier(
         secret=config.auth_jwt_secret,

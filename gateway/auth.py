@@ -95,7 +95,7 @@ class PrincipalVerifier:
     def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_LENGTH:
             raise Unauthenticated("token too long")
-        if not COMPACT_JWT.match(token):
+        if not COMPACT_JWT.fullmatch(token):
             raise Unauthenticated("malformed token")
         try:
             header = jwt.get_unverified_header(token)

@@ -67,6 +67,9 @@ class Config:
     lease_max_ttl_seconds: int = 86400
     lease_cache_seconds: float = 30.0
     url_signing_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
+    # Signed-URL mints per principal and replica (gateway.ratelimit); 0: no limit.
+    signed_url_mints_per_minute: int = 600
+    signed_url_mint_burst: int = 60
     default_quota_bytes: int = 10 * 1024**3
     default_quota_artifacts: int = 1_000_000
     max_artifact_bytes: int = 5 * 1024**3
@@ -121,6 +124,12 @@ class Config:
             lease_max_ttl_seconds=e.integer("GATEWAY_LEASE_MAX_TTL_SECONDS", 86400, low=60),
             lease_cache_seconds=e.number("GATEWAY_LEASE_CACHE_SECONDS", 30.0, low=0.0),
             url_signing_keys=e.keys("GATEWAY_URL_SIGNING_KEYS", default_kid="url-1"),
+            signed_url_mints_per_minute=e.integer(
+                "GATEWAY_SIGNED_URL_MINTS_PER_MINUTE", 600, low=0, high=1_000_000
+            ),
+            signed_url_mint_burst=e.integer(
+                "GATEWAY_SIGNED_URL_MINT_BURST", 60, low=1, high=1_000_000
+            ),
             default_quota_bytes=e.integer("GATEWAY_DEFAULT_QUOTA_BYTES", 10 * 1024**3, low=0),
             default_quota_artifacts=e.integer(
                 "GATEWAY_DEFAULT_QUOTA_ARTIFACTS", 1_000_000, low=0, high=2**62

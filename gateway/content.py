@@ -182,7 +182,7 @@ _SNIFF_ALIASES = {
 
 
 # RFC 6838 §4.2 restricted-name, ASCII only: type "/" subtype.
-_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 def normalise_mime(value: str | None) -> str | None:
@@ -190,7 +190,7 @@ def normalise_mime(value: str | None) -> str | None:
     if not value:
         return None
     mime = value.split(";", 1)[0].strip().lower()
-    if len(mime) > 127 or not _MEDIA_TYPE.match(mime):
+    if len(mime) > 127 or not _MEDIA_TYPE.fullmatch(mime):
         return None
     return mime
 

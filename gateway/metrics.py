@@ -107,7 +107,7 @@ LEASE_CACHE_LOOKUPS = Counter(
 )
 SIGNED_URLS = Counter(
     f"{PREFIX}_signed_urls_total",
-    "Signed URLs minted, redeemed and rejected.",
+    "Signed URLs minted, redeemed, rejected, and mints refused as rate_limited.",
     ["action"],
 )
 EVENTS_EMITTED = Counter(f"{PREFIX}_events_emitted_total", "Outbox events written.", ["type"])

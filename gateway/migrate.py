@@ -19,7 +19,7 @@ from gateway.config import Config
 
 # Arbitrary constant identifying this gateway's migration lock.
 MIGRATION_LOCK_ID = 0x4D0B1A57
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +32,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     found: list[Migration] = []
     for entry in resources.files("gateway.migrations").iterdir():
-        match = _NAME.match(entry.name)
+        match = _NAME.fullmatch(entry.name)
         if match:
             found.append(
                 Migration(

@@ -52,8 +52,10 @@ _PROBLEM_TEXT = {
     417: "expectation_failed: an Expect other than 100-continue",
     413: "artifact_too_large or quota_exceeded",
     415: "unsupported_media_type: a publish that is not multipart/form-data, a JSON body "
-    "sent as another type",
+    "sent as another type; unsupported_content_encoding: a request body with a "
+    "Content-Encoding other than identity (the answer carries Accept-Encoding: identity)",
     416: "range_not_satisfiable",
+    429: "rate_limited: too many signed-URL mints for one principal on this replica (Retry-After)",
     503: "unavailable: Postgres or object storage is unreachable, or no upload buffer came free",
 }
 
@@ -642,7 +644,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("SignedUrl"), "signed URL"),
-                    **_problems(400, 401, 403, 404, 410, 415, 503),
+                    **_problems(400, 401, 403, 404, 410, 415, 429, 503),
                 },
             }
         },
@@ -686,13 +688,15 @@ def _paths() -> dict[str, Any]:
 
 def _with_common_problems(paths: dict[str, Any]) -> dict[str, Any]:
     """Every project-scoped operation can answer 400 (a malformed id) and 503; every
-    operation with a body 417 (an Expect other than 100-continue)."""
+    operation with a body 415 (a Content-Encoding) and 417 (an Expect other than
+    100-continue)."""
     for operations in paths.values():
         for operation in operations.values():
             if "requestBody" in operation:
-                operation["responses"].setdefault(
-                    "417", {"$ref": "#/components/responses/Problem417"}
-                )
+                for status in (415, 417):
+                    operation["responses"].setdefault(
+                        str(status), {"$ref": f"#/components/responses/Problem{status}"}
+                    )
             if _PROJECT in operation.get("parameters", []):
                 for status in (400, 503):
                     operation["responses"].setdefault(

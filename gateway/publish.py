@@ -209,7 +209,7 @@ class Form:
                 raise InvalidRequest(f"metadata is larger than {PART_CAPS['metadata']} bytes")
             self.metadata = value
         elif name == "artifact_type":
-            if not ARTIFACT_TYPE.match(value):
+            if not ARTIFACT_TYPE.fullmatch(value):
                 raise InvalidRequest(
                     "artifact_type is a slug: a-z 0-9 . _ -, 1 to 64, starting a-z or 0-9"
                 )
@@ -218,7 +218,7 @@ class Form:
             if (
                 not isinstance(value, list)
                 or len(value) > MAX_DERIVED_FROM
-                or not all(isinstance(v, str) and ARTIFACT_ID.match(v) for v in value)
+                or not all(isinstance(v, str) and ARTIFACT_ID.fullmatch(v) for v in value)
             ):
                 raise InvalidRequest(
                     f"derived_from must be a JSON array of at most {MAX_DERIVED_FROM} artifact ids"

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.config import SigningKey
+from gateway.numbers import parse_decimal
 
 SIGNED_METHOD = "GET"  # HEAD is verified as GET
 MAX_EXPIRES_IN = 3600
+MAX_EXP_DIGITS = 12
 DEFAULT_EXPIRES_IN = 300
 
 
@@ -64,9 +66,10 @@ def parse(query: dict[str, str]) -> SignedParams | None:
     if not any(name in query for name in ("exp", "kid", "sig")):
         return None
     exp, kid, sig = query.get("exp", ""), query.get("kid", ""), query.get("sig", "")
-    if not (exp.isdigit() and len(exp) <= 12 and kid and sig and len(sig) <= 128):
+    expires = parse_decimal(exp, max_digits=MAX_EXP_DIGITS)  # ASCII digits only
+    if expires is None or not (kid and sig and len(sig) <= 128):
         raise ValueError("malformed signed URL")
-    return SignedParams(exp=int(exp), kid=kid, sig=sig)
+    return SignedParams(exp=expires, kid=kid, sig=sig)
 
 
 def verify(

@@ -26,7 +26,7 @@ LEASE_ISSUER = "mobius-artifact-gateway"
 LEASE_AUDIENCE = "mobius-artifacts-lease"
 LEASE_ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096  # a lease token is ~400 bytes; refuse absurd ones before parsing
-COMPACT_JWT = re.compile(r"^[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]*$")
+COMPACT_JWT = re.compile(r"[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]+\.[A-Za-z0-9_=-]*")
 """A JWS in compact form: three base64url segments. Anything else (bytes that are
 not ASCII included) is refused before any parsing."""
 
@@ -95,7 +95,7 @@ class LeaseTokens:
         """Verify signature, header and claims; raise :class:`LeaseTokenInvalid`."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise LeaseTokenInvalid("token too long")
-        if not COMPACT_JWT.match(token):
+        if not COMPACT_JWT.fullmatch(token):
             raise LeaseTokenInvalid("malformed token")
         try:
             header = jwt.get_unverified_header(token)

@@ -155,7 +155,9 @@ _NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "NotFound", "404"})
 # Everything the drivers raise: botocore's own errors, S3 error answers, and
 # the aiohttp / socket / timeout errors that can escape a streaming body read.
 _DRIVER_ERRORS: Final = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
-_TOTAL_SIZE = re.compile(r"/(\d+)\s*$")
+# ASCII digits (`\d` is any Unicode digit), at most 19: the size fits an int64.
+_TOTAL_SIZE = re.compile(r"/([0-9]{1,19})[ \t]*\Z")
+_SIZE_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +271,7 @@ def _total_size_from(response: Mapping[str, Any]) -> int | None:
     """The object size an S3 ``InvalidRange`` answer reports, if any."""
     error = response.get("Error") or {}
     actual = error.get("ActualObjectSize")
-    if actual is not None and str(actual).isdigit():
+    if actual is not None and _SIZE_DIGITS.fullmatch(str(actual)):
         return int(actual)
     headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
     match = _TOTAL_SIZE.search(str(headers.get("content-range", "")))

@@ -30,7 +30,7 @@ from mobius_artifacts.errors import ArtifactDeleted, ArtifactTooLarge, DigestMis
 from mobius_artifacts.transport import CHUNK_SIZE, Activity, Retryable, Transport
 from mobius_artifacts.values import Artifact, ArtifactContent, Progress
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_CONTENT_RANGE = re.compile(r"[ \t]*bytes[ \t]+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)[ \t]*")
 
 
 def parse_repr_digest(value: str | None) -> str | None:
@@ -241,7 +241,7 @@ class PartialFile:
 
     def accepts_partial(self, resp: aiohttp.ClientResponse) -> bool:
         """A 206 continues our bytes: same ETag, range starting where we stopped."""
-        match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
         etag = resp.headers.get("ETag", "").removeprefix("W/")
         return (
             match is not None

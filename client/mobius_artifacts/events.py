@@ -10,7 +10,7 @@ from typing import Final
 import aiohttp
 
 from mobius_artifacts.errors import ArtifactError
-from mobius_artifacts.transport import TRANSIENT, Retryable, Transport, as_retryable
+from mobius_artifacts.transport import TRANSIENT, Retryable, Transport, as_retryable, decimal
 from mobius_artifacts.values import Event
 
 MAX_SSE_LINE: Final = 4 * 1024 * 1024
@@ -142,8 +142,8 @@ class EventStream:
             self._data.append(value)
         elif name == "id" and "\0" not in value:
             self._frame_id = value
-        elif name == "retry" and value.isdigit():
-            self._retry_hint = int(value) / 1000
+        elif name == "retry" and (millis := decimal(value)) is not None:
+            self._retry_hint = millis / 1000
 
     def _dispatch(self) -> None:
         data, frame_id = self._data, self._frame_id
@@ -151,5 +151,6 @@ class EventStream:
         if not data:
             return
         event = Event.from_json(json.loads("\n".join(data)))
-        self.last_event_id = int(frame_id) if frame_id and frame_id.isdigit() else event.seq
+        seq = decimal(frame_id) if frame_id else None
+        self.last_event_id = seq if seq is not None else event.seq
         self._pending.append(event)

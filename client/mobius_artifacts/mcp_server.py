@@ -35,6 +35,7 @@ import base64
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
@@ -620,7 +621,7 @@ def parse_http(value: str) -> tuple[str, int]:
     """``HOST:PORT`` of the streamable HTTP transport, on a loopback address only."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         raise ConfigurationError(f"--http takes HOST:PORT, e.g. 127.0.0.1:8765 (got {value!r})")
     if not is_loopback(host):
         raise ConfigurationError(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -85,13 +86,25 @@ def as_retryable(exc: BaseException) -> Retryable:
     return exc if isinstance(exc, Retryable) else Retryable(cause=exc)
 
 
+_DIGITS: Final = re.compile(r"[0-9]{1,19}")
+
+
+def decimal(value: str) -> int | None:
+    """``value`` as an integer when it is 1 to 19 ASCII digits, else None.
+
+    ``str.isdigit`` and ``int`` also take Unicode digits (``١٢``); a server's
+    numbers are ASCII.
+    """
+    return int(value) if _DIGITS.fullmatch(value) else None
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta or HTTP date), capped."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
+    if (seconds := decimal(value)) is not None:
+        return min(float(seconds), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +18,13 @@ from gateway import artifacts, metrics, signing
 from gateway.api.bodies import json_response, read_json_object
 from gateway.api.credentials import member_of, reader_of
 from gateway.api.params import MAX_INT64, artifact_id_of, ascii_int, project_of
-from gateway.api.state import CONFIG, DB, STORE
+from gateway.api.state import CONFIG, DB, SIGNED_URL_MINTS, STORE
 from gateway.auth import Principal, owner_kind_of
 from gateway.db import artifacts as artifact_rows
 from gateway.db import mints, projects
 from gateway.db.artifacts import ListQuery
 from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS, DefaultLimits
-from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound
+from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound, RateLimited
 from gateway.ids import ARTIFACT_TYPE
 from gateway.jsonio import field_int, rfc3339
 from gateway.logs import get_logger
@@ -122,7 +123,7 @@ def parse_list_query(query: Any) -> ListQuery:
             fields |= {"owner_kind": owner_kind_of(owner), "owner_id": owner}
     artifact_type = query.get("artifact_type")
     if artifact_type is not None:
-        if not ARTIFACT_TYPE.match(artifact_type):
+        if not ARTIFACT_TYPE.fullmatch(artifact_type):
             raise InvalidRequest("'artifact_type' is a slug such as report, plan or log")
         fields["artifact_type"] = artifact_type
     klass = query.get("mime_class")
@@ -180,6 +181,7 @@ async def mint_signed_url(request: web.Request) -> web.Response:
     )
     if not row.available:
         raise ArtifactDeleted("the artifact was deleted")
+    limit_mints(request, principal)
     key = request.app[CONFIG].url_signing_keys[0]
     exp = int(time.time()) + expires_in
     sig = signing.signature(
@@ -208,6 +210,19 @@ async def mint_signed_url(request: web.Request) -> web.Response:
         f"?exp={exp}&kid={key.kid}&sig={sig}"
     )
     return json_response({"url": url, "expires_at": rfc3339(expires_at)})
+
+
+def limit_mints(request: web.Request, principal: Principal) -> None:
+    """Spend one of the principal's signed-URL mints on this replica, or answer 429."""
+    buckets = request.app[SIGNED_URL_MINTS]
+    wait = buckets.take(principal.sub)
+    if wait > 0:
+        metrics.SIGNED_URLS.labels("rate_limited").inc()
+        raise RateLimited(
+            f"at most {buckets.per_minute} signed URLs a minute (bursts of {buckets.burst}) "
+            "are minted for one principal; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
 
 async def revoke_signed_urls(request: web.Request) -> web.Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 import leases
@@ -65,7 +67,11 @@ async def create_claim(request: web.Request) -> web.Response:
             "superseded": superseded.lease_id if superseded else None,
         },
         status=201,
-        headers={"Location": f"/v1/projects/{project}/claims/{claim.lease_id}"},
+        # From validated ids, and quoted anyway: a header value never carries CR or LF.
+        headers={
+            "Location": f"/v1/projects/{quote(project, safe='')}/claims/"
+            f"{quote(claim.lease_id, safe=':')}"
+        },
     )
 
 

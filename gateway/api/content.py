@@ -23,23 +23,37 @@ from gateway.api.state import CONFIG, DB, STORE
 from gateway.db import artifacts as artifact_rows
 from gateway.errors import ArtifactDeleted, RangeNotSatisfiable, SignatureInvalid
 from gateway.logs import get_logger
+from gateway.numbers import parse_decimal
 from gateway.rows import ArtifactRow
 from storage import ObjectNotFound
 
 log = get_logger("gateway.content")
 STREAM_CHUNK = 256 * 1024
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+# RFC 9110 §14.1.2: ASCII digits (``\d`` would take any Unicode digit), optional
+# white space (OWS is space and tab only).
+_RANGE = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
+BEYOND_ANY_SIZE = 2**63
+"""What a position of more than 19 digits stands for: past the end of any artifact."""
+
+
+def _position(digits: str) -> int:
+    """A range position: its value, or :data:`BEYOND_ANY_SIZE` when it has over 19 digits."""
+    value = parse_decimal(digits)
+    return BEYOND_ANY_SIZE if value is None else value
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """One ``bytes=`` range → inclusive (start, end); None to serve the whole body.
 
-    A syntactically invalid or multi-range header is ignored (RFC 9110 §14.2); a
-    valid one that selects nothing raises RangeNotSatisfiable.
+    A syntactically invalid or multi-range header is ignored (RFC 9110 §14.2): one
+    written with anything but ASCII digits is invalid. A valid one that selects
+    nothing raises RangeNotSatisfiable. A position too long for int64 is past the
+    end of any artifact (a first position there is unsatisfiable, a last one or a
+    suffix length there means "to the end"); no string of digits is converted whole.
     """
     if header is None:
         return None
-    match = _RANGE.match(header)
+    match = _RANGE.fullmatch(header)
     if match is None:
         return None
     first, last = match.groups()
@@ -49,12 +63,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         f"the artifact has {size} bytes", headers={"Content-Range": f"bytes */{size}"}
     )
     if not first:
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise unsatisfiable
         return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None
     if start >= size:

@@ -20,11 +20,12 @@ from gateway.errors import (
     InternalError,
     Problem,
     Unavailable,
+    UnsupportedContentEncoding,
 )
 from gateway.logs import get_logger
 
 log = get_logger("gateway.http")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 CLIENT_CLOSED = ClientClosed.status  # 499, nginx's convention
 _CLIENT_CLOSED = Problem(status=CLIENT_CLOSED, code=ClientClosed.code, title=ClientClosed.title)
 
@@ -41,7 +42,7 @@ def route_of(request: web.Request) -> str:
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else str(ULID())
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else str(ULID())
     ctx = RequestContext(request_id=request_id)
     request[REQUEST_CONTEXT] = ctx
     drain = request.app[DRAIN]
@@ -122,6 +123,29 @@ async def send_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # the answer proper has not started
 
 
+def refuse_content_coding(request: web.BaseRequest) -> None:
+    """A request body with a ``Content-Encoding`` other than ``identity`` is a 415.
+
+    On every route, before the handler: the gateway decodes no request content
+    coding (the server is built with ``auto_decompress=False``), so a gzip body
+    is neither stored as its compressed bytes nor inflated past the size and
+    quota checks. RFC 9110 §15.5.16: the answer names what is accepted,
+    ``Accept-Encoding: identity``. A request without a body has nothing to decode.
+    """
+    if not request.body_exists:
+        return
+    codings = {
+        coding.strip().lower()
+        for value in request.headers.getall("Content-Encoding", ())
+        for coding in value.split(",")
+    }
+    if codings - {"", "identity"}:
+        raise UnsupportedContentEncoding(
+            "request bodies are accepted without a content coding (identity) only",
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -130,6 +154,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "the gateway is shutting down; retry on another replica",
                 headers={"Connection": "close", "Retry-After": "1"},
             )
+        refuse_content_coding(request)
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -11,6 +11,7 @@ import json
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.errors import (
     PROBLEM_CONTENT_TYPE,
@@ -38,6 +39,10 @@ def problem_for(exc: BaseException) -> Problem | None:
     api = api_error_for(exc)
     if api is None and isinstance(exc, HttpProcessingError):
         api = InvalidRequest(f"malformed request: {exc.message}")
+    elif api is None and isinstance(exc, RequestPayloadError):
+        # A body whose framing (chunked transfer coding) does not parse, on any
+        # route that reads one. Its message quotes the parser, not the client.
+        api = InvalidRequest("the request body could not be read: its framing is malformed")
     elif api is None and isinstance(exc, web.HTTPException) and exc.status >= 400:
         cls = _HTTP_CODES.get(exc.status)
         if cls is None:

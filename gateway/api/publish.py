@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -275,5 +276,6 @@ async def _publish(request: web.Request) -> web.Response:
 
 
 def _answer(row: ArtifactRow, *, status: int) -> web.Response:
-    location = f"/v1/projects/{row.project_id}/artifacts/{row.artifact_id}"
+    # From validated ids, and quoted anyway: a header value never carries CR or LF.
+    location = f"/v1/projects/{quote(row.project_id, safe='')}/artifacts/{row.artifact_id}"
     return json_response(artifacts.reference(row), status=status, headers={"Location": location})

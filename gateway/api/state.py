@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.auth import Principal, PrincipalVerifier
 from gateway.config import Config
 from gateway.events import EventHub
+from gateway.ratelimit import TokenBuckets
 from leases import ClaimCache, LeaseTokens
 from storage import ObjectStore
 
@@ -21,6 +22,7 @@ STORE = web.AppKey("store", ObjectStore)
 LEASE_TOKENS = web.AppKey("lease_tokens", LeaseTokens)
 CLAIM_CACHE = web.AppKey("claim_cache", ClaimCache)
 PRINCIPALS = web.AppKey("principals", PrincipalVerifier)
+SIGNED_URL_MINTS = web.AppKey("signed_url_mints", TokenBuckets)
 
 
 @dataclass

@@ -50,7 +50,7 @@ CONTENT_TYPES = {
     ".png": "image/png",
 }
 # A folder under vendor/ named <library>-<version>: its files are immutable.
-_VERSIONED = re.compile(r"^vendor/[a-z0-9.-]+-\d+\.\d+\.\d+/")
+_VERSIONED = re.compile(r"\Avendor/[a-z0-9.-]+-[0-9]+\.[0-9]+\.[0-9]+/")
 
 NONCE_PLACEHOLDER = "__CSP_NONCE__"
 """Where ``index.html`` takes the nonce of its answer (``<script nonce="__CSP_NONCE__">``)."""
@@ -117,7 +117,7 @@ def files(root: Path = UI_ROOT) -> dict[str, UiFile]:
         if content_type is None or not path.is_file():
             continue
         name = path.relative_to(root).as_posix()
-        cache = IMMUTABLE if _VERSIONED.match(name) else NO_CACHE
+        cache = IMMUTABLE if _VERSIONED.search(name) else NO_CACHE
         found[name] = UiFile(path, content_type, cache)
     return found
 
