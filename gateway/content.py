@@ -372,7 +372,7 @@ def presentation(mime: str, content_agrees: bool, *, pdf_inline: bool = False) -
             return Presentation(disposition="inline", content_type=mime)
     risky = (
         not content_agrees
-        or not _MEDIA_TYPE.match(mime)
+        or not _MEDIA_TYPE.fullmatch(mime)
         or (mime in ACTIVE_MIMES and mime != "application/pdf")
     )
     return Presentation(disposition="attachment", content_type=OCTET_STREAM if risky else mime)
