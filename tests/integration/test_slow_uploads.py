@@ -17,12 +17,15 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.api.state import STORE
 from gateway.app import create_app
-from storage import S3ObjectStore
+from storage import S3ObjectStore, S3Settings, UploadTooSlow, upload
 from tests.conftest import bearer, make_config, principal_token
 from tests.helpers import new_claim, publish
 from tests.integration.test_hostile import multipart_head, status_of
@@ -237,3 +240,81 @@ async def test_steady_drippers_of_several_credentials_leave_buffers_to_fast_uplo
     for project in projects:
         await assert_nothing_published(store, db, project)
     assert store.pool.waiting == 0
+
+
+async def _parts(data: bytes, gate: asyncio.Event, first: int) -> AsyncIterator[bytes]:
+    """``data[:first]``, then (once ``gate`` is set) the rest in 256 KiB chunks."""
+    yield data[:first]
+    if first < len(data):
+        await gate.wait()
+    for offset in range(first, len(data), 256 * KiB):
+        yield data[offset : offset + 256 * KiB]
+
+
+@pytest.mark.parametrize(
+    "size", [2 * MiB, PART, 2 * PART + MiB], ids=["one-put", "exactly-a-part", "multipart"]
+)
+async def test_an_upload_whose_buffer_was_taken_back_stores_exactly_its_bytes(
+    settings: S3Settings, prefix: str, size: int
+) -> None:
+    """The slow upload's bytes move to its staging area, the waiting upload gets the
+    buffer, and the slow one, once its client speeds up, stores every byte: as one
+    PutObject from the staging area, or its staged part followed by pooled parts."""
+    tight = replace(
+        settings, buffer_budget_bytes=PART, buffer_fill_seconds=0.2, buffer_wait_seconds=5.0
+    )
+    async with S3ObjectStore.connect(tight) as store:
+        data, gate = os.urandom(size), asyncio.Event()
+        slow = asyncio.create_task(
+            upload(store, prefix + "slow", _parts(data, gate, MiB), max_bytes=size, owner="a")
+        )
+        async with asyncio.timeout(5):
+            while store.pool.in_use < 1:
+                await asyncio.sleep(0.01)
+        other = os.urandom(PART + MiB)
+        stored = await upload(
+            store,
+            prefix + "other",
+            _parts(other, asyncio.Event(), len(other)),
+            max_bytes=2 * PART,
+            owner="b",
+        )
+        assert stored.sha256 == hashlib.sha256(other).hexdigest()
+        assert store.pool.reclaimed == 1 and store.staging.in_use == MiB
+        gate.set()
+        result = await slow
+        assert (result.size, result.sha256) == (size, hashlib.sha256(data).hexdigest())
+        async with await store.open_range(prefix + "slow") as reader:
+            assert b"".join([c async for c in reader.iter_chunks()]) == data
+        assert store.staging.in_use == 0 and store.pool.in_use == 0
+        assert await store.list_incomplete_uploads(prefix) == []
+
+
+async def test_a_taken_back_upload_that_does_not_fit_the_staging_budget_is_refused(
+    settings: S3Settings, prefix: str
+) -> None:
+    tight = replace(
+        settings,
+        buffer_budget_bytes=PART,
+        buffer_fill_seconds=0.2,
+        buffer_wait_seconds=5.0,
+        staging_budget_bytes=512 * KiB,
+    )
+    async with S3ObjectStore.connect(tight) as store:
+        data, gate = os.urandom(2 * PART), asyncio.Event()
+        slow = asyncio.create_task(
+            upload(store, prefix + "slow", _parts(data, gate, MiB), max_bytes=len(data), owner="a")
+        )
+        async with asyncio.timeout(5):
+            while store.pool.in_use < 1:
+                await asyncio.sleep(0.01)
+        other = os.urandom(MiB)
+        await upload(store, prefix + "other", _parts(other, gate, len(other)), max_bytes=MiB)
+        gate.set()
+        with pytest.raises(UploadTooSlow) as info:
+            await slow
+        assert (info.value.fill_seconds, info.value.staging_bytes) == (0.2, 512 * KiB)
+        assert store.staging.refused == 1 and store.staging.in_use == 0
+        assert store.pool.in_use == 0 and store.pool.waiting == 0
+        assert [o.key async for o in store.list_objects(prefix)] == [prefix + "other"]
+        assert await store.list_incomplete_uploads(prefix) == []
