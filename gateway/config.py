@@ -87,7 +87,9 @@ class Config:
         """Build a config from ``env`` (default: ``os.environ``); raise ConfigError."""
         e = _Env(os.environ if env is None else env)
         buffer_wait = e.number("GATEWAY_S3_BUFFER_WAIT_SECONDS", 10.0, low=0.1)
-        buffer_fill = e.number("GATEWAY_S3_BUFFER_FILL_SECONDS", 2.0, low=0.1)
+        # A buffer must be taken back before a wait for it runs out.
+        default_fill = min(2.0, buffer_wait / 2)
+        buffer_fill = e.number("GATEWAY_S3_BUFFER_FILL_SECONDS", default_fill, low=0.1)
         if buffer_fill >= buffer_wait:
             raise ConfigError(
                 "GATEWAY_S3_BUFFER_FILL_SECONDS",
