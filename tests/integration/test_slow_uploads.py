@@ -154,9 +154,10 @@ async def steady_drip(
                     await asyncio.wait({answer, stopped}, timeout=0.25)
         finally:
             stopped.cancel()
-            if not answer.done():
+            answered = answer.done()
+            if not answered:
                 answer.cancel()
-        return None if answer.cancelled() else answer.result()
+        return answer.result() if answered else None
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
