@@ -189,8 +189,8 @@ class S3Settings:
     ``buffer_owner_share`` of the buffers (at least one). A buffer not filled
     within ``buffer_fill_seconds`` while other uploads wait is taken back
     (``None``: never; keep it below ``buffer_wait_seconds``, or a wait may run
-    out before a buffer is taken back), and the uploads whose buffers were taken back keep at
-    most ``staging_budget_bytes`` staged between them. ``timeout_seconds``
+    out first), and the uploads whose buffers were taken back keep at most
+    ``staging_budget_bytes`` staged between them. ``timeout_seconds``
     bounds connecting and every control call; data calls get ``read_timeout``
     per socket read.
     """
