@@ -26,6 +26,8 @@ def s3_settings(config: Config) -> S3Settings:
         buffer_budget_bytes=config.s3_buffer_budget_bytes,
         buffer_wait_seconds=config.s3_buffer_wait_seconds,
         buffer_owner_share=config.s3_buffer_share,
+        buffer_fill_seconds=config.s3_buffer_fill_seconds,
+        staging_budget_bytes=config.s3_staging_budget_bytes,
         timeout_seconds=config.backend_timeout_seconds,
     )
 

@@ -14,6 +14,14 @@ queue up in socket buffers, and the wait is not the client's fault. A body that
 first sends a burst and then trickles is cut off within about two windows,
 plus at most one idle timeout for the read that ends the window.
 
+The rate floor bounds how long a body may take, not the memory it pins while
+it trickles in above the floor: that is the object store's
+(:mod:`storage.buffers`): a part buffer not filled within
+``GATEWAY_S3_BUFFER_FILL_SECONDS`` while other uploads wait is taken back and
+the slow upload keeps only the bytes it sent, within
+``GATEWAY_S3_STAGING_BUDGET_BYTES`` for all such uploads together (beyond that
+it also ends with :class:`~gateway.errors.BodyTooSlow`).
+
 The reader calls :meth:`BodyPace.started` before each read and
 :meth:`BodyPace.arrived` after it: two monotonic clock reads and a few float
 operations per chunk, no timers.

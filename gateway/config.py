@@ -56,6 +56,8 @@ class Config:
     s3_buffer_budget_bytes: int = 128 * 1024 * 1024
     s3_buffer_wait_seconds: float = 10.0
     s3_buffer_share: float = 0.5
+    s3_buffer_fill_seconds: float = 2.0
+    s3_staging_budget_bytes: int = 32 * 1024 * 1024
     backend_timeout_seconds: float = 10.0
     auth_jwt_secret: bytes | None = field(default=None, repr=False)
     auth_jwt_public_keys: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
@@ -90,6 +92,16 @@ class Config:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         """Build a config from ``env`` (default: ``os.environ``); raise ConfigError."""
         e = _Env(os.environ if env is None else env)
+        buffer_wait = e.number("GATEWAY_S3_BUFFER_WAIT_SECONDS", 10.0, low=0.1)
+        # A buffer must be taken back before a wait for it runs out.
+        default_fill = min(2.0, buffer_wait / 2)
+        buffer_fill = e.number("GATEWAY_S3_BUFFER_FILL_SECONDS", default_fill, low=0.1)
+        if buffer_fill >= buffer_wait:
+            raise ConfigError(
+                "GATEWAY_S3_BUFFER_FILL_SECONDS",
+                f"must be below GATEWAY_S3_BUFFER_WAIT_SECONDS "
+                f"({buffer_wait:g}; got {buffer_fill:g})",
+            )
         return cls(
             host=e.text("GATEWAY_HOST", "127.0.0.1"),
             port=e.integer("GATEWAY_PORT", 8080, low=0, high=65535),
@@ -109,8 +121,12 @@ class Config:
             s3_buffer_budget_bytes=e.integer(
                 "GATEWAY_S3_BUFFER_BUDGET_BYTES", 128 * 1024 * 1024, low=5 * 1024 * 1024
             ),
-            s3_buffer_wait_seconds=e.number("GATEWAY_S3_BUFFER_WAIT_SECONDS", 10.0, low=0.1),
+            s3_buffer_wait_seconds=buffer_wait,
             s3_buffer_share=e.number("GATEWAY_S3_BUFFER_SHARE", 0.5, low=0.01, high=1.0),
+            s3_buffer_fill_seconds=buffer_fill,
+            s3_staging_budget_bytes=e.integer(
+                "GATEWAY_S3_STAGING_BUDGET_BYTES", 32 * 1024 * 1024, low=0
+            ),
             backend_timeout_seconds=e.number("GATEWAY_BACKEND_TIMEOUT_SECONDS", 10.0, low=0.1),
             auth_jwt_secret=e.secret("GATEWAY_AUTH_JWT_SECRET"),
             auth_jwt_public_keys=e.jwks("GATEWAY_AUTH_JWT_PUBLIC_KEYS"),

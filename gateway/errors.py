@@ -162,6 +162,13 @@ def api_error_for(exc: BaseException) -> ApiError | None:
     elif isinstance(exc, storage.RangeNotSatisfiable):
         headers = {"Content-Range": f"bytes */{exc.size}"} if exc.size is not None else {}
         api = RangeNotSatisfiable("the requested range is outside the artifact", headers=headers)
+    elif isinstance(exc, storage.UploadTooSlow):
+        api = BodyTooSlow(
+            f"the body did not fill an upload buffer within {exc.fill_seconds:g} seconds "
+            "while other uploads waited, and the memory kept for slow uploads is in use; "
+            "nothing was published",
+            headers={"Connection": "close"},
+        )
     elif isinstance(exc, storage.StorageBusy):
         whose = "this credential's share of the" if exc.own_share else "the"
         api = Unavailable(

@@ -45,7 +45,9 @@ _PROBLEM_TEXT = {
     401: "unauthenticated",
     403: "forbidden, lease_inactive, lease_superseded or signature_invalid",
     404: "not_found (also for artifacts of other projects and invisible ones)",
-    408: "body_too_slow: the request body arrived below the minimum rate",
+    408: "body_too_slow: the request body arrived below the minimum rate, or too slowly to "
+    "fill an upload buffer while other uploads waited and the memory kept for slow uploads "
+    "was in use",
     409: "idempotency_conflict or claim_conflict",
     410: "artifact_deleted (content, signed URL, or an Idempotency-Key replay of a deleted "
     "artifact)",

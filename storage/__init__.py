@@ -18,7 +18,7 @@ from storage.base import (
     StoredObject,
     format_range,
 )
-from storage.buffers import BufferPool, PartBuffer
+from storage.buffers import BufferPool, PartBuffer, StagingBudget
 from storage.destination import HEAD_BYTES, upload
 from storage.errors import (
     EntityTooLarge,
@@ -27,6 +27,7 @@ from storage.errors import (
     StorageBusy,
     StorageError,
     StorageUnavailable,
+    UploadTooSlow,
 )
 from storage.s3 import (
     Observer,
@@ -55,10 +56,12 @@ __all__ = [
     "S3ObjectStore",
     "S3Settings",
     "S3Upload",
+    "StagingBudget",
     "StorageBusy",
     "StorageError",
     "StorageUnavailable",
     "StoredObject",
+    "UploadTooSlow",
     "client_config",
     "format_range",
     "translate_error",

@@ -202,7 +202,10 @@ class ObjectStore(Protocol):
         tenant, a credential): a store that shares memory between uploads
         limits what one owner may hold at once, and raises
         :class:`~storage.errors.StorageBusy` from
-        :meth:`ObjectUpload.write` when an upload waited too long for its share.
+        :meth:`ObjectUpload.write` when an upload waited too long for its share,
+        or :class:`~storage.errors.UploadTooSlow` from :meth:`ObjectUpload.write`
+        or :meth:`ObjectUpload.commit` when an upload filled shared memory too
+        slowly while others waited and the memory kept for slow uploads ran out.
         """
         ...
 

@@ -22,18 +22,34 @@ part makes glibc ``malloc`` map and unmap (and page-fault) them every time.
 When the pool has been completely idle for ``idle_release_seconds`` it drops
 its spare buffers so an idle process does not keep the peak in memory.
 
+A buffer is lent at full size, but a client fills it at its own pace: a slow
+client that sent a few hundred KiB pins the whole buffer. So a buffer's
+borrower may mark it *reclaimable* (:meth:`PartBuffer.reclaimable`) while it
+waits for its client, with a callback that gives the buffer up. When a request
+has to wait and a reclaimable buffer has been lent for ``fill_seconds`` or
+longer without being filled and sent, the pool calls that callback: the upload
+moves the bytes it has into a small private staging area (charged to a
+:class:`StagingBudget`, which never waits) and releases the buffer, which goes
+to the longest waiter. An upload that fills a buffer within ``fill_seconds``
+is never interrupted, and nothing is reclaimed while no one waits; so a
+dripping client cannot keep a buffer from the others for longer than
+``fill_seconds``, whatever the number of its connections or credentials.
+
 Deadlock freedom rests on one rule the callers follow: a task holds at most one
 buffer that it is still filling, and acquires the next one only after handing
 that one to a part upload, whose completion does not depend on the pool. The
 owner limit keeps it: the buffers an owner waits for are in part uploads, or
-being filled by its other tasks, none of which waits for the pool.
+being filled by its other tasks, none of which waits for the pool. Reclaiming
+keeps it too: the callback runs synchronously, waits for nothing and ends with
+the buffer released; the staging budget it charges refuses instead of
+waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from storage.errors import StorageBusy
 
@@ -48,17 +64,34 @@ class PartBuffer:
     ``view`` a ``memoryview`` over it for copying chunks in without temporaries.
     """
 
-    __slots__ = ("_owner", "_pool", "data", "view")
+    __slots__ = ("_owner", "_pool", "data", "lent_at", "view")
 
-    def __init__(self, pool: BufferPool, data: bytearray, owner: Hashable | None = None):
+    def __init__(
+        self, pool: BufferPool, data: bytearray, owner: Hashable | None = None, lent_at: float = 0.0
+    ):
         self._pool: BufferPool | None = pool
         self._owner = owner
         self.data = data
         self.view = memoryview(data)
+        #: The event loop's clock when the buffer was lent.
+        self.lent_at = lent_at
 
     @property
     def released(self) -> bool:
         return self._pool is None
+
+    def reclaimable(self, give_up: Callable[[], None] | None) -> None:
+        """Let the pool call ``give_up`` to take the buffer back; ``None`` withdraws that.
+
+        The borrower sets it while the buffer waits for bytes from elsewhere
+        (a client) and withdraws it before working on the buffer again.
+        ``give_up`` runs synchronously from the pool once the buffer has been
+        lent for ``fill_seconds`` while a request waits; it must not wait and
+        must release the buffer (if it raises, the pool drops the buffer).
+        Once called it is withdrawn.
+        """
+        if self._pool is not None:
+            self._pool._set_reclaim(self, give_up)
 
     def release(self, *, reuse: bool = True) -> None:
         """Return the buffer's share of the budget; idempotent.
@@ -70,6 +103,7 @@ class PartBuffer:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        pool._reclaimable.pop(self, None)
         pool._give_back(self.data if reuse else None, self._owner)
 
 
@@ -79,6 +113,8 @@ class BufferPool:
     ``owner_limit`` caps the buffers one owner holds at once (``None``: only
     ``capacity``); ``wait_seconds`` bounds each wait for a buffer (``None``: no
     bound). Requests without an owner are bound by ``capacity`` alone.
+    ``fill_seconds`` is how long a reclaimable buffer stays with its borrower
+    while requests wait (``None``: reclaim nothing); see the module docstring.
     """
 
     def __init__(
@@ -88,6 +124,7 @@ class BufferPool:
         *,
         owner_limit: int | None = None,
         wait_seconds: float | None = None,
+        fill_seconds: float | None = None,
         idle_release_seconds: float = 30.0,
     ):
         if buffer_size <= 0:
@@ -98,10 +135,13 @@ class BufferPool:
             raise ValueError("owner_limit must be positive")
         if wait_seconds is not None and wait_seconds <= 0:
             raise ValueError("wait_seconds must be positive")
+        if fill_seconds is not None and fill_seconds < 0:
+            raise ValueError("fill_seconds must not be negative")
         self.buffer_size = buffer_size
         self.capacity = capacity
         self.owner_limit = capacity if owner_limit is None else min(owner_limit, capacity)
         self.wait_seconds = wait_seconds
+        self.fill_seconds = fill_seconds
         self.idle_release_seconds = idle_release_seconds
         self._in_use = 0
         self._held: dict[Hashable, int] = {}
@@ -109,6 +149,11 @@ class BufferPool:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._idle_since: float | None = None
         self._trim_handle: asyncio.TimerHandle | None = None
+        self._reclaimable: dict[PartBuffer, Callable[[], None]] = {}
+        self._reclaim_handle: asyncio.TimerHandle | None = None
+        self._reclaim_at: float | None = None
+        self.reclaimed = 0
+        """How many buffers were taken back from their borrowers so far."""
 
     @property
     def in_use(self) -> int:
@@ -147,9 +192,16 @@ class BufferPool:
         if self.can_lend(owner):
             self._take(owner)
             return self._lend(owner)
+        # Buffers left unfilled past fill_seconds go to the queue first (FIFO),
+        # then to this request if one is still free.
+        self._reclaim_overdue()
+        if self.can_lend(owner):
+            self._take(owner)
+            return self._lend(owner)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (waiter, owner)
         self._waiters.append(entry)
+        self._schedule_reclaim()
         try:
             async with asyncio.timeout(self.wait_seconds):
                 await waiter
@@ -195,7 +247,50 @@ class BufferPool:
     def _lend(self, owner: Hashable | None) -> PartBuffer:
         self._idle_since = None
         data = self._free.pop() if self._free else bytearray(self.buffer_size)
-        return PartBuffer(self, data, owner)
+        return PartBuffer(self, data, owner, asyncio.get_running_loop().time())
+
+    def _set_reclaim(self, buffer: PartBuffer, give_up: Callable[[], None] | None) -> None:
+        if give_up is None:
+            self._reclaimable.pop(buffer, None)
+            return
+        self._reclaimable[buffer] = give_up
+        if self._waiters:
+            self._schedule_reclaim()
+
+    def _reclaim_overdue(self) -> None:
+        """Take back every reclaimable buffer lent ``fill_seconds`` ago or earlier."""
+        if self.fill_seconds is None or not self._reclaimable:
+            return
+        cutoff = asyncio.get_running_loop().time() - self.fill_seconds
+        for buffer in [b for b in self._reclaimable if b.lent_at <= cutoff]:
+            give_up = self._reclaimable.pop(buffer, None)
+            if give_up is None or buffer.released:
+                continue
+            self.reclaimed += 1
+            try:
+                give_up()
+            except Exception:
+                buffer.release(reuse=False)  # a broken borrower must not keep it
+
+    def _schedule_reclaim(self) -> None:
+        """Arm the timer for the earliest reclaim deadline, if requests wait."""
+        if self.fill_seconds is None or not self._reclaimable or not self._waiters:
+            return
+        due = min(b.lent_at for b in self._reclaimable) + self.fill_seconds
+        if self._reclaim_handle is not None:
+            assert self._reclaim_at is not None
+            if self._reclaim_at <= due:
+                return
+            self._reclaim_handle.cancel()
+        loop = asyncio.get_running_loop()
+        self._reclaim_at = due
+        self._reclaim_handle = loop.call_at(due, self._on_reclaim_timer)
+
+    def _on_reclaim_timer(self) -> None:
+        self._reclaim_handle = self._reclaim_at = None
+        if self.waiting:
+            self._reclaim_overdue()
+        self._schedule_reclaim()
 
     def _give_back(self, data: bytearray | None, owner: Hashable | None) -> None:
         if data is not None and len(self._free) < self.capacity:
@@ -246,4 +341,50 @@ class BufferPool:
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None
+        if self._reclaim_handle is not None:
+            self._reclaim_handle.cancel()
+            self._reclaim_handle = self._reclaim_at = None
         self._free.clear()
+
+
+class StagingBudget:
+    """The bytes that uploads together may keep outside the part buffers.
+
+    An upload whose part buffer was reclaimed keeps the bytes of its current
+    part in a private, growing staging area; every byte it stages there is
+    charged here first. :meth:`try_take` never waits: when the budget is spent
+    the upload is refused (the slow one, not the uploads that fill their
+    buffers in time). ``capacity`` may be ``0``: then a reclaimed upload is
+    always refused.
+    """
+
+    __slots__ = ("_in_use", "capacity", "refused")
+
+    def __init__(self, capacity: int):
+        if capacity < 0:
+            raise ValueError("capacity must not be negative")
+        self.capacity = capacity
+        self._in_use = 0
+        #: How many charges were refused so far.
+        self.refused = 0
+
+    @property
+    def in_use(self) -> int:
+        """Bytes currently charged."""
+        return self._in_use
+
+    def try_take(self, size: int) -> bool:
+        """Charge ``size`` bytes if they fit; ``False`` (and nothing charged) if not."""
+        if size < 0:
+            raise ValueError("size must not be negative")
+        if self._in_use + size > self.capacity:
+            self.refused += 1
+            return False
+        self._in_use += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        """Return ``size`` bytes charged earlier."""
+        if not 0 <= size <= self._in_use:
+            raise ValueError("giving back more than was charged")
+        self._in_use -= size

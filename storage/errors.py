@@ -93,3 +93,22 @@ class StorageBusy(StorageError):
         )
         self.waited = waited
         self.own_share = own_share
+
+
+class UploadTooSlow(StorageError):
+    """The upload was refused for filling its part buffer too slowly; nothing was stored.
+
+    Its client did not fill a part buffer within ``fill_seconds`` while other
+    uploads waited for one, so the buffer was taken back, and the bytes it held
+    did not fit in what all such slow uploads together may keep staged
+    (``staging_bytes``). Faster uploads were not affected.
+    """
+
+    def __init__(self, fill_seconds: float, staging_bytes: int):
+        super().__init__(
+            f"the upload did not fill a part buffer in {fill_seconds:g} seconds while other "
+            f"uploads waited, and the {staging_bytes} bytes kept for slow uploads are in use",
+            code="UploadTooSlow",
+        )
+        self.fill_seconds = fill_seconds
+        self.staging_bytes = staging_bytes

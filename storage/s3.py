@@ -27,6 +27,22 @@ Streaming upload (:class:`S3Upload`)
     (``buffer_wait_seconds``, then :class:`~storage.errors.StorageBusy`); an
     upload with parts in flight first waits for one of those to finish.
 
+    Slow clients: a part buffer an upload is filling is *reclaimable* while the
+    upload waits for its client. If it has not been filled and sent within
+    ``buffer_fill_seconds`` and another upload waits for a buffer, the pool
+    takes it back: the bytes it held are copied into the upload's staging area
+    and the buffer goes to the waiter. That upload then keeps the rest of its
+    current part in the staging area, every staged byte charged to the
+    store's :class:`~storage.buffers.StagingBudget` (``staging_budget_bytes``,
+    shared by all such slow uploads), and sends the part from there once it is
+    complete (a part upload, or the single PutObject); its next part starts
+    on a pooled buffer again. A client that drips therefore holds only the
+    bytes it actually sent, not a part buffer, and one that fills buffers in
+    time never copies or waits more than before. When the staging budget cannot
+    take the bytes, the slow upload is refused with
+    :class:`~storage.errors.UploadTooSlow` and aborted; nothing ever waits for
+    the staging budget.
+
     Request bodies: botocore accepts ``bytes``, ``bytearray`` and file-like
     objects (its parameter validation rejects a bare ``memoryview``), and
     aiohttp warns about, and slices a copy of, any ``bytes``/``bytearray`` body
@@ -110,12 +126,13 @@ from storage.base import (
     ObjectReader,
     format_range,
 )
-from storage.buffers import BufferPool, PartBuffer
+from storage.buffers import BufferPool, PartBuffer, StagingBudget
 from storage.errors import (
     ObjectNotFound,
     RangeNotSatisfiable,
     StorageError,
     StorageUnavailable,
+    UploadTooSlow,
 )
 from storage.lean import LeanS3
 
@@ -171,7 +188,11 @@ class S3Settings:
     ``buffer_budget_bytes`` the part buffers of the whole store (rounded down to
     whole buffers). An upload waits at most ``buffer_wait_seconds`` for a buffer
     (``None``: no bound), and the uploads of one owner hold at most
-    ``buffer_owner_share`` of the buffers (at least one). ``timeout_seconds``
+    ``buffer_owner_share`` of the buffers (at least one). A buffer not filled
+    within ``buffer_fill_seconds`` while other uploads wait is taken back
+    (``None``: never; keep it below ``buffer_wait_seconds``, or a wait may run
+    out first), and the uploads whose buffers were taken back keep at most
+    ``staging_budget_bytes`` staged between them. ``timeout_seconds``
     bounds connecting and every control call; data calls get ``read_timeout``
     per socket read.
     """
@@ -186,6 +207,8 @@ class S3Settings:
     buffer_budget_bytes: int = 128 * MiB
     buffer_wait_seconds: float | None = 10.0
     buffer_owner_share: float = 0.5
+    buffer_fill_seconds: float | None = 2.0
+    staging_budget_bytes: int = 32 * MiB
     timeout_seconds: float = 10.0
     max_pool_connections: int = 64
 
@@ -202,6 +225,10 @@ class S3Settings:
             raise ValueError("buffer_wait_seconds must be positive")
         if not 0 < self.buffer_owner_share <= 1:
             raise ValueError("buffer_owner_share must be above 0 and at most 1")
+        if self.buffer_fill_seconds is not None and self.buffer_fill_seconds <= 0:
+            raise ValueError("buffer_fill_seconds must be positive")
+        if self.staging_budget_bytes < 0:
+            raise ValueError("staging_budget_bytes must not be negative")
         if self.timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         if self.max_pool_connections < 1:
@@ -443,6 +470,30 @@ class S3ObjectReader(ObjectReader):
             self._body.close()
 
 
+class _StagedPart:
+    """A complete part kept in an upload's staging area, sent like a :class:`PartBuffer`.
+
+    ``release`` returns its charge to the staging budget (idempotent); the
+    bytearray is never reused, so a failed request may keep referencing it.
+    """
+
+    __slots__ = ("_budget", "_charged", "view")
+
+    def __init__(self, data: bytearray, budget: StagingBudget, charged: int):
+        self.view = memoryview(data)
+        self._budget = budget
+        self._charged = charged
+
+    def release(self, *, reuse: bool = True) -> None:
+        charged, self._charged = self._charged, 0
+        if charged:
+            self._budget.give_back(charged)
+
+
+#: What a part upload sends from and releases when done.
+_PartBody = PartBuffer | _StagedPart
+
+
 class _PartUploads:
     """The part uploads of one multipart upload, at most ``concurrency`` in flight."""
 
@@ -460,7 +511,7 @@ class _PartUploads:
         if self._failure is not None:
             raise self._failure
 
-    async def submit(self, buffer: PartBuffer, length: int) -> None:
+    async def submit(self, buffer: _PartBody, length: int) -> None:
         """Upload ``buffer[:length]`` as the next part; owns (and releases) ``buffer``.
 
         Waits while ``concurrency`` parts are in flight. Raises the error of a
@@ -485,7 +536,7 @@ class _PartUploads:
         self._tasks.add(task)
         task.add_done_callback(self._part_done)
 
-    async def _upload(self, part_number: int, buffer: PartBuffer, length: int) -> None:
+    async def _upload(self, part_number: int, buffer: _PartBody, length: int) -> None:
         sent = False
         try:
             response = await self._store._call(
@@ -563,17 +614,87 @@ class S3Upload:
         self._filled = 0
         self._upload: _PartUploads | None = None
         self._committing = False
+        # After a reclaim: the current part is kept in _staging, _charged bytes
+        # of it against the store's staging budget.
+        self._staged = False
+        self._charged = 0
+        self._refused: UploadTooSlow | None = None
 
     async def write(self, chunk: bytes) -> None:
         """Stage ``chunk``, or copy it into part buffers and send the parts that are full."""
-        if self._buffer is None and self._upload is None:
-            if len(self._staging) + len(chunk) <= self._small_limit:
-                self._staging += chunk
-                return
-            if self._staging:
-                staged, self._staging = self._staging, bytearray()
-                await self._copy(memoryview(staged))
-        await self._copy(memoryview(chunk))
+        self._hold()
+        if self._refused is not None:
+            raise self._refused
+        if self._staged:
+            await self._stage(memoryview(chunk))
+        else:
+            if self._buffer is None and self._upload is None:
+                if len(self._staging) + len(chunk) <= self._small_limit:
+                    self._staging += chunk
+                    return
+                if self._staging:
+                    staged, self._staging = self._staging, bytearray()
+                    await self._copy(memoryview(staged))
+            await self._copy(memoryview(chunk))
+        if self._buffer is not None:
+            # Back to waiting for the client: the pool may take the buffer back.
+            self._buffer.reclaimable(self._give_up)
+
+    def _hold(self) -> None:
+        """Withdraw the filling buffer from reclaiming: the upload works on it now."""
+        if self._buffer is not None:
+            self._buffer.reclaimable(None)
+
+    def _give_up(self) -> None:
+        """The pool takes the filling buffer back: keep its bytes in the staging area.
+
+        Called synchronously by the pool while the upload waits for its client.
+        """
+        buffer, self._buffer = self._buffer, None
+        filled, self._filled = self._filled, 0
+        assert buffer is not None and not self._staging
+        budget = self._store.staging
+        if budget.try_take(filled):
+            self._staging = bytearray(buffer.view[:filled])
+            self._charged, self._staged = filled, True
+        else:
+            self._refused = self._too_slow()
+        buffer.release()
+
+    def _too_slow(self) -> UploadTooSlow:
+        fill_seconds = self._store.pool.fill_seconds
+        assert fill_seconds is not None
+        return UploadTooSlow(fill_seconds, self._store.staging.capacity)
+
+    def _drop_staging(self) -> None:
+        """Forget the staged bytes and return their charge."""
+        self._staging, self._staged = bytearray(), False
+        charged, self._charged = self._charged, 0
+        if charged:
+            self._store.staging.give_back(charged)
+
+    async def _stage(self, data: memoryview) -> None:
+        """Keep ``data`` in the staging area, charged; send the part once it is complete."""
+        take = min(self._part_size - len(self._staging), len(data))
+        if not self._store.staging.try_take(take):
+            self._drop_staging()
+            self._refused = self._too_slow()
+            raise self._refused
+        self._charged += take
+        self._staging += data[:take]
+        if take == len(data):
+            return
+        # More bytes prove the staged part is not the last one: send it from
+        # the staging area and go on with the next part on a pooled buffer.
+        upload = await self._start_multipart()
+        part = self._detach_staged()
+        await upload.submit(part, len(part.view))
+        await self._copy(data[take:])
+
+    def _detach_staged(self) -> _StagedPart:
+        part = _StagedPart(self._staging, self._store.staging, self._charged)
+        self._staging, self._staged, self._charged = bytearray(), False, 0
+        return part
 
     async def _copy(self, data: memoryview) -> None:
         offset, total = 0, len(data)
@@ -599,7 +720,7 @@ class S3Upload:
             self._filled += take
             offset += take
 
-    async def _send_full_part(self) -> None:
+    async def _start_multipart(self) -> _PartUploads:
         if self._upload is None:
             response = await self._store._call(
                 "create_multipart_upload",
@@ -613,9 +734,13 @@ class S3Upload:
             )
             if self._on_multipart_started is not None:
                 await self._on_multipart_started(self._upload.upload_id)
+        return self._upload
+
+    async def _send_full_part(self) -> None:
+        upload = await self._start_multipart()
         buffer, self._buffer = self._buffer, None
         assert buffer is not None
-        await self._upload.submit(buffer, self._filled)
+        await upload.submit(buffer, self._filled)
 
     async def commit(self, sha256_hex: str) -> None:
         """Commit the object: one PutObject, or the last part and CompleteMultipartUpload.
@@ -623,11 +748,16 @@ class S3Upload:
         ``sha256_hex`` is the digest of the whole stream, which the small
         PutObject of :mod:`storage.lean` is signed with.
         """
+        self._hold()
+        if self._refused is not None:
+            raise self._refused
         store = self._store
-        if self._upload is None and self._buffer is None and store.lean is not None:
+        small = self._buffer is None and len(self._staging) <= self._small_limit
+        if self._upload is None and small and store.lean is not None:
             self._committing = True
             if await store._put_small(self._key, self._staging, self._content_type, sha256_hex):
                 self._committing = False
+                self._drop_staging()
                 return
             # Any other answer: the same PutObject again, through botocore below.
         if self._upload is None:
@@ -638,6 +768,8 @@ class S3Upload:
             body: bytearray | BufferBody = self._staging
             if buffer is not None:
                 body = BufferBody(buffer.view[: self._filled])
+            elif not small:  # a part kept in staging after a reclaim
+                body = BufferBody(memoryview(self._staging))
             sent = False
             self._committing = True
             try:
@@ -654,6 +786,7 @@ class S3Upload:
                 if buffer is not None:
                     buffer.release(reuse=sent)
             self._committing = False
+            self._drop_staging()
             return
         buffer, self._buffer = self._buffer, None
         if buffer is not None:
@@ -661,6 +794,9 @@ class S3Upload:
                 await self._upload.submit(buffer, self._filled)
             else:
                 buffer.release()
+        elif self._staging:
+            part = self._detach_staged()
+            await self._upload.submit(part, len(part.view))
         await self._upload.wait()
         self._committing = True
         await store._call(
@@ -679,12 +815,14 @@ class S3Upload:
         Best effort: never raises a storage error. After a cancellation, an
         object whose commit was on the wire is deleted too.
         """
+        self._hold()
         await self._store._shielded(self._undo(cancelled=cancelled))
 
     async def _undo(self, *, cancelled: bool) -> None:
         if self._buffer is not None:
             self._buffer.release()
             self._buffer = None
+        self._drop_staging()
         store = self._store
         if self._upload is not None:
             await self._upload.cancel()
@@ -725,7 +863,9 @@ class S3ObjectStore:
             settings.buffer_count,
             owner_limit=settings.buffer_owner_limit,
             wait_seconds=settings.buffer_wait_seconds,
+            fill_seconds=settings.buffer_fill_seconds,
         )
+        self.staging = StagingBudget(settings.staging_budget_bytes)
         # Control calls move little data; data calls may wait read_timeout per read.
         self._control_timeout = settings.timeout_seconds * 3
         self._data_timeout = settings.read_timeout * 3

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from gateway.backends import s3_settings
 from gateway.config import Config, ConfigError
 
 
@@ -44,6 +45,9 @@ def test_defaults_match_the_design() -> None:
         ("GATEWAY_S3_BUFFER_WAIT_SECONDS", "0", "at least 0.1"),
         ("GATEWAY_S3_BUFFER_SHARE", "1.5", "at most 1.0"),
         ("GATEWAY_S3_BUFFER_SHARE", "0", "at least 0.01"),
+        ("GATEWAY_S3_BUFFER_FILL_SECONDS", "0", "at least 0.1"),
+        ("GATEWAY_S3_BUFFER_FILL_SECONDS", "10", "below GATEWAY_S3_BUFFER_WAIT_SECONDS"),
+        ("GATEWAY_S3_STAGING_BUDGET_BYTES", "-1", "at least 0"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
@@ -60,6 +64,8 @@ def test_slow_upload_limits_default_and_parse() -> None:
     assert config.body_min_rate_window_seconds == 30.0
     assert config.s3_buffer_wait_seconds == 10.0
     assert config.s3_buffer_share == 0.5
+    assert config.s3_buffer_fill_seconds == 2.0
+    assert config.s3_staging_budget_bytes == 32 * 1024 * 1024
     config = Config.from_env(
         {
             "GATEWAY_BODY_MIN_RATE_BYTES_PER_SECOND": "0",
@@ -72,6 +78,19 @@ def test_slow_upload_limits_default_and_parse() -> None:
     assert config.body_min_rate_window_seconds == 5.0
     assert config.s3_buffer_wait_seconds == 2.5
     assert config.s3_buffer_share == 1.0
+    # Unset, the fill time stays below a short buffer wait.
+    assert Config.from_env({"GATEWAY_S3_BUFFER_WAIT_SECONDS": "1"}).s3_buffer_fill_seconds == 0.5
+
+
+def test_slow_upload_memory_settings_reach_the_store() -> None:
+    config = Config.from_env(
+        {
+            "GATEWAY_S3_BUFFER_FILL_SECONDS": "3.5",
+            "GATEWAY_S3_STAGING_BUDGET_BYTES": "0",
+        }
+    )
+    settings = s3_settings(config)
+    assert settings.buffer_fill_seconds == 3.5 and settings.staging_budget_bytes == 0
 
 
 def test_signing_keys_first_signs(tmp_path) -> None:

@@ -1,14 +1,16 @@
 """The shared part-buffer budget: limits, FIFO order, cancellation, reuse, no deadlock,
-bounded waits and the per-owner share."""
+bounded waits, the per-owner share, taking unfilled buffers back, and the staging budget."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+from collections.abc import Callable
 
 import pytest
 
-from storage.buffers import BufferPool, PartBuffer
+from storage.buffers import BufferPool, PartBuffer, StagingBudget
 from storage.errors import StorageBusy
 
 
@@ -311,4 +313,164 @@ async def test_owners_sharing_a_small_budget_all_finish_within_their_share() -> 
     await asyncio.wait_for(asyncio.gather(*uploads), 10)
     assert set(peak) == {"a", "b", "c"} and max(peak.values()) <= 2
     assert pool.in_use == 0 and pool.waiting == 0
+    pool.close()
+
+
+def _giving_up(buffer: PartBuffer, log: list[PartBuffer]) -> Callable[[], None]:
+    """A borrower's give-up callback: note the buffer and release it."""
+
+    def give_up() -> None:
+        log.append(buffer)
+        buffer.release()
+
+    return give_up
+
+
+async def test_an_unfilled_buffer_is_taken_back_only_when_someone_waits() -> None:
+    pool = BufferPool(8, 1, fill_seconds=0.0)
+    given_up: list[PartBuffer] = []
+    slow = await pool.acquire("a")
+    slow.reclaimable(_giving_up(slow, given_up))
+    await asyncio.sleep(0.02)  # overdue, but nobody waits: it stays lent
+    assert given_up == [] and pool.reclaimed == 0 and not slow.released
+    fast = await asyncio.wait_for(pool.acquire("b"), 1)  # overdue: taken back at once
+    assert given_up == [slow] and slow.released and pool.reclaimed == 1
+    assert pool.held_by("a") == 0 and pool.held_by("b") == 1
+    fast.release()
+    assert pool.in_use == 0
+
+
+async def test_a_buffer_is_taken_back_once_it_is_overdue_while_a_request_waits() -> None:
+    pool = BufferPool(8, 1, fill_seconds=0.05)
+    given_up: list[PartBuffer] = []
+    slow = await pool.acquire()
+    slow.reclaimable(_giving_up(slow, given_up))
+    waiter = asyncio.create_task(pool.acquire())
+    await _settle()
+    assert not waiter.done() and given_up == []  # not overdue yet
+    lent = await asyncio.wait_for(waiter, 2)  # the pool's timer takes it back
+    assert given_up == [slow] and pool.reclaimed == 1
+    lent.release()
+    pool.close()
+
+
+async def test_a_buffer_its_borrower_works_on_or_released_is_not_taken_back() -> None:
+    pool = BufferPool(8, 2, fill_seconds=0.0, wait_seconds=0.05)
+    given_up: list[PartBuffer] = []
+    busy, done = await pool.acquire(), await pool.acquire()
+    busy.reclaimable(_giving_up(busy, given_up))
+    busy.reclaimable(None)  # the borrower works on it again
+    done.reclaimable(_giving_up(done, given_up))
+    done.release()
+    third = await pool.acquire()  # the released one, not by taking one back
+    with pytest.raises(StorageBusy):
+        await pool.acquire()
+    assert given_up == [] and pool.reclaimed == 0 and not busy.released
+    busy.release()
+    third.release()
+    assert pool.in_use == 0
+
+
+async def test_a_buffer_taken_back_goes_to_the_longest_waiter() -> None:
+    pool = BufferPool(8, 1, fill_seconds=0.0)
+    given_up: list[PartBuffer] = []
+    held = await pool.acquire()
+    first = asyncio.create_task(pool.acquire())  # queued while nothing is reclaimable
+    await _settle()
+    held.reclaimable(_giving_up(held, given_up))
+    second = asyncio.create_task(pool.acquire())  # takes it back, for `first`
+    await _settle()
+    assert given_up == [held] and first.done() and not second.done()
+    first.result().release()
+    (await asyncio.wait_for(second, 1)).release()
+    assert pool.in_use == 0 and pool.waiting == 0
+
+
+async def test_a_borrower_that_fails_to_give_up_loses_the_buffer() -> None:
+    pool = BufferPool(8, 1, fill_seconds=0.0)
+    held = await pool.acquire()
+    data = held.data
+
+    def broken() -> None:
+        raise RuntimeError("bug")
+
+    held.reclaimable(broken)
+    fresh = await asyncio.wait_for(pool.acquire(), 1)
+    assert held.released and fresh.data is not data  # dropped, not reused
+    fresh.release()
+    assert pool.in_use == 0
+
+
+def test_rejects_a_negative_fill_time() -> None:
+    with pytest.raises(ValueError):
+        BufferPool(1, 1, fill_seconds=-1)
+
+
+def test_the_staging_budget_refuses_instead_of_waiting() -> None:
+    budget = StagingBudget(10)
+    assert budget.try_take(6) and budget.in_use == 6
+    assert not budget.try_take(5)  # nothing charged by a refusal
+    assert budget.in_use == 6 and budget.refused == 1
+    assert budget.try_take(4) and budget.in_use == 10
+    budget.give_back(10)
+    assert budget.in_use == 0
+    with pytest.raises(ValueError):
+        budget.give_back(1)
+    with pytest.raises(ValueError):
+        budget.try_take(-1)
+    with pytest.raises(ValueError):
+        StagingBudget(-1)
+    empty = StagingBudget(0)
+    assert empty.try_take(0) and not empty.try_take(1)
+
+
+async def test_uploads_sharing_a_small_budget_with_slow_clients_all_finish() -> None:
+    """Taking buffers back keeps the one-filling-buffer rule deadlock-free.
+
+    Twelve simulated uploads of three owners share 3 buffers; their clients pause
+    now and then while the buffer they fill is reclaimable; a reclaimed upload keeps
+    its bytes in a charged staging area and sends its part from there. All must
+    finish, within the budget, and the staging budget must end empty.
+    """
+    rng = random.Random(5)
+    pool = BufferPool(64, 3, owner_limit=2, fill_seconds=0.001)
+    staging = StagingBudget(64 * 36)
+
+    async def part(release: Callable[[], None], slots: asyncio.Semaphore) -> None:
+        try:
+            await asyncio.sleep(rng.random() / 500)
+        finally:
+            release()
+            slots.release()
+
+    async def upload(owner: str, parts: int) -> None:
+        slots = asyncio.Semaphore(2)
+        tasks = []
+        for _ in range(parts):
+            state: dict[str, PartBuffer | None] = {"buffer": await pool.acquire(owner)}
+
+            def give_up(state: dict[str, PartBuffer | None] = state) -> None:
+                buffer, state["buffer"] = state["buffer"], None
+                assert buffer is not None
+                assert staging.try_take(64)  # 12 uploads x 3 parts at most: it fits
+                buffer.release()
+
+            held = state["buffer"]
+            assert held is not None
+            held.reclaimable(give_up)
+            await asyncio.sleep(rng.random() / 200)  # the client pauses mid-part
+            held.reclaimable(None)  # (a no-op once it was taken back)
+            assert pool.in_use <= 3
+            await slots.acquire()
+            if state["buffer"] is None:  # taken back: the part goes from staging
+                release: Callable[[], None] = functools.partial(staging.give_back, 64)
+            else:
+                release = held.release
+            tasks.append(asyncio.create_task(part(release, slots)))
+        await asyncio.gather(*tasks)
+
+    uploads = [upload("abc"[n % 3], rng.randint(1, 6)) for n in range(12)]
+    await asyncio.wait_for(asyncio.gather(*uploads), 10)
+    assert pool.reclaimed > 0
+    assert pool.in_use == 0 and pool.waiting == 0 and staging.in_use == 0
     pool.close()
