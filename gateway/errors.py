@@ -70,6 +70,7 @@ ArtifactTooLarge = _error(413, "artifact_too_large", "Artifact too large")
 QuotaExceeded = _error(413, "quota_exceeded", "Project quota exceeded")
 UnsupportedMediaType = _error(415, "unsupported_media_type", "Unsupported media type")
 RangeNotSatisfiable = _error(416, "range_not_satisfiable", "Range not satisfiable")
+RateLimited = _error(429, "rate_limited", "Too many requests")
 Unavailable = _error(503, "unavailable", "Service unavailable")
 InternalError = _error(500, "internal_error", "Internal server error")
 
