@@ -68,7 +68,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 REPLAY_PAGE = 100
 """Events a stream reads from the table at a time while it replays (and holds at most)."""
-FANOUT_PAGE = MAX_LIMIT
+FANOUT_PAGE = 100
 """Events a project's feed reads at a time, for all of its streams."""
 RETRY_SECONDS = 1.0
 """How soon a stream whose replay read failed tries again."""
