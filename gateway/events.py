@@ -199,8 +199,11 @@ class ProjectFeed:
             self._dirty.clear()
             try:
                 await self._read()
-            except READ_ERRORS as exc:
-                log.warning("events.feed_read_failed", error=type(exc).__name__, retry_in=delay)
+            except Exception as exc:  # the feed must outlive any one failure
+                if isinstance(exc, READ_ERRORS):
+                    log.warning("events.feed_read_failed", error=type(exc).__name__, retry_in=delay)
+                else:
+                    log.exception("events.feed_failed", retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._heartbeat)
                 self._dirty.set()
@@ -292,7 +295,10 @@ class Stream:
         self._wake.set()
         callback, self._on_end = self._on_end, None
         if callback is not None:
-            callback()
+            try:
+                callback()
+            except Exception:  # never let one stream's end cost the others their events
+                log.exception("events.stream_end_failed")
 
     def offer(self, batch: list[Fanned]) -> None:
         """The feed's new events; those this stream's viewer and filter want are queued."""

@@ -184,9 +184,14 @@ async def stream_events(
         log.info("events.stream_opened", after=query.after, event_type=query.event_type)
         try:
             async with asyncio.timeout_at(deadline) as scope:
+
+                def stop_now() -> None:
+                    if not scope.expired():
+                        scope.reschedule(loop.time())
+
                 # The hub ending the stream (too slow, shutdown) stops whatever it awaits,
                 # a blocked write included.
-                stream.on_end(lambda: scope.reschedule(loop.time()))
+                stream.on_end(stop_now)
                 async with contextlib.aclosing(stream.chunks()) as chunks:
                     async for chunk in chunks:
                         if expires_at is not None and time.time() >= expires_at:
@@ -197,7 +202,7 @@ async def stream_events(
                         await response.write(chunk)
                 stream.on_end(None)
         except TimeoutError:
-            if stream.ended is None:
+            if stream.ended is None:  # not the hub's doing: the token's deadline
                 reason = "token_expired"
         except ConnectionError:
             log.info("events.stream_client_gone", last_seq=stream.query.after)
