@@ -180,10 +180,12 @@ class ProjectFeed:
     def start(self) -> None:
         self._task = asyncio.create_task(self._pump(), name=f"events-feed:{self.project}")
 
-    def stop(self) -> None:
+    def stop(self) -> asyncio.Task[None] | None:
+        """Cancel the reader; its task, to await when the caller can."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+        return task
 
     def poke(self, seq: int | None = None) -> None:
         """News: an event ``seq`` (None: anything) may lie beyond :attr:`head`."""
@@ -486,10 +488,14 @@ class EventHub:
     async def close(self) -> None:
         """End every subscription, stop listening and close the connection. Idempotent."""
         self._closed = True
+        readers = []
         for feed in self._feeds.values():
-            feed.stop()
+            readers.append(feed.stop())
             for stream in list(feed.streams):
                 stream.end("closed")
+        await asyncio.gather(
+            *(task for task in readers if task is not None), return_exceptions=True
+        )
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

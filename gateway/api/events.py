@@ -46,7 +46,8 @@ END_EVENT = "error"
 """The ``event:`` name of the final frame of a stream the gateway ends."""
 STREAM_RETRY_AFTER_SECONDS = 10
 """The ``Retry-After`` of a stream refused for a cap."""
-FINAL_WRITE_SECONDS = 2.0
+FINAL_WRITE_SECONDS = 5.0
+"""How long a stream that ends may take to write its final frame before its connection is cut."""
 FEED_PARAMS = frozenset({"after", "type", "limit"})
 
 
