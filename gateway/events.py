@@ -41,6 +41,7 @@ from typing import Any
 import asyncpg
 
 from gateway.artifacts import with_metadata
+from gateway.config import Config
 from gateway.db import events as event_rows
 from gateway.db.events import EVENT_TYPES, EVENTS_CHANNEL, FeedQuery
 from gateway.errors import DB_UNAVAILABLE
@@ -108,11 +109,11 @@ async def fetch_page(conn: Any, query: FeedQuery) -> list[dict[str, Any]]:
 class StreamLimits:
     """What live streams may take of a process (each replica counts its own)."""
 
-    per_principal: int = 16
+    per_principal: int = Config.event_streams_per_principal
     """Concurrent streams of one principal (``sub``)."""
-    per_project: int = 64
+    per_project: int = Config.event_streams_per_project
     """Concurrent streams of one project."""
-    queue_events: int = 256
+    queue_events: int = Config.event_stream_queue_events
     """Events a stream may have waiting behind a slow consumer before it is ended."""
 
 
