@@ -40,7 +40,7 @@ from gateway.api.state import (
 )
 from gateway.auth import PrincipalVerifier
 from gateway.config import Config
-from gateway.events import HEARTBEAT_SECONDS, EventHub
+from gateway.events import HEARTBEAT_SECONDS, EventHub, StreamLimits
 from gateway.ratelimit import TokenBuckets
 from leases import ClaimCache, LeaseKey, LeaseTokens
 
@@ -75,21 +75,39 @@ async def _object_store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _listener(app: web.Application) -> AsyncIterator[None]:
-    """The process's one LISTEN connection: it wakes live event streams and evicts
-    released claims from the claim cache; closed (with its streams) at shutdown."""
+    """The process's one LISTEN connection: it feeds live event streams and evicts
+    released claims from the claim cache; closed (with its streams) at shutdown.
+
+    Streams read the table through a small pool of their own (connections opened
+    on demand), so no number of them can take the publish path's connections;
+    one of its connections is kept from replays for the projects' feeds."""
     config = app[CONFIG]
+    streams_pool = await backends.create_pool(
+        config, min_size=0, max_size=config.events_db_pool_max
+    )
     hub = EventHub(
         lambda: backends.connect(config),
+        pool=streams_pool,
         heartbeat_seconds=app.get(EVENTS_HEARTBEAT_SECONDS, HEARTBEAT_SECONDS),
         connect_timeout=config.backend_timeout_seconds,
         claims=app[CLAIM_CACHE],
+        limits=StreamLimits(
+            per_principal=config.event_streams_per_principal,
+            per_project=config.event_streams_per_project,
+            queue_events=config.event_stream_queue_events,
+        ),
+        replay_concurrency=config.events_db_pool_max - 1,
     )
     app[EVENT_HUB] = hub
-    await hub.start()
     try:
+        await hub.start()
         yield
     finally:
         await hub.close()
+        try:
+            await asyncio.wait_for(streams_pool.close(), config.backend_timeout_seconds)
+        except TimeoutError:
+            streams_pool.terminate()
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -50,6 +50,9 @@ class Principal:
     sub: str
     scopes: frozenset[str]
     projects: frozenset[str]
+    expires_at: float | None = None
+    """When the gateway stops accepting the token (its ``exp`` plus the leeway), in
+    seconds since the epoch; a live event stream ends then."""
 
     @property
     def owner_kind(self) -> OwnerKind:
@@ -139,7 +142,12 @@ def _principal(claims: Mapping[str, Any], leeway: int, max_ttl: int) -> Principa
         raise Unauthenticated("token issued in the future")
     if claims["exp"] - iat > max_ttl:
         raise Unauthenticated(f"token lifetime (exp - iat) exceeds the maximum of {max_ttl} s")
-    return Principal(sub=sub, scopes=frozenset(scope.split()), projects=frozenset(projects))
+    return Principal(
+        sub=sub,
+        scopes=frozenset(scope.split()),
+        projects=frozenset(projects),
+        expires_at=float(claims["exp"]) + leeway,
+    )
 
 
 def mint_principal_token(

@@ -84,6 +84,10 @@ class Config:
     keepalive_timeout_seconds: float = 30.0
     gc_interval_seconds: int = 0
     gc_grace_seconds: int = 3600
+    event_streams_per_principal: int = 16
+    event_streams_per_project: int = 64
+    event_stream_queue_events: int = 256
+    events_db_pool_max: int = 2
     log_level: str = "info"
     log_format: str = "json"
     metrics_port: int | None = None
@@ -166,6 +170,16 @@ class Config:
             shutdown_timeout_seconds=e.number("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30.0, low=0.0),
             gc_interval_seconds=e.integer("GATEWAY_GC_INTERVAL_SECONDS", 0, low=0),
             gc_grace_seconds=e.integer("GATEWAY_GC_GRACE_SECONDS", 3600, low=0),
+            event_streams_per_principal=e.integer(
+                "GATEWAY_EVENT_STREAMS_PER_PRINCIPAL", 16, low=1, high=100_000
+            ),
+            event_streams_per_project=e.integer(
+                "GATEWAY_EVENT_STREAMS_PER_PROJECT", 64, low=1, high=100_000
+            ),
+            event_stream_queue_events=e.integer(
+                "GATEWAY_EVENT_STREAM_QUEUE_EVENTS", 256, low=1, high=100_000
+            ),
+            events_db_pool_max=e.integer("GATEWAY_EVENTS_DB_POOL_MAX", 2, low=1, high=100),
             log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
             metrics_port=e.optional_int("GATEWAY_METRICS_PORT", low=1, high=65535),

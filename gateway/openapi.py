@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
+from gateway.config import Config
 from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS
+from gateway.events import STREAM_END_REASONS
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -57,9 +59,24 @@ _PROBLEM_TEXT = {
     "sent as another type; unsupported_content_encoding: a request body with a "
     "Content-Encoding other than identity (the answer carries Accept-Encoding: identity)",
     416: "range_not_satisfiable",
-    429: "rate_limited: too many signed-URL mints for one principal on this replica (Retry-After)",
+    429: "rate_limited: too many signed-URL mints, or too many concurrent event streams, "
+    "for the principal (or the project) on this replica (Retry-After)",
     503: "unavailable: Postgres or object storage is unreachable, or no upload buffer came free",
 }
+
+_STREAM_DESCRIPTION = (
+    "With `Accept: text/event-stream` the events stream live as server-sent events "
+    "(`id: <seq>`, `event: <type>`, `data: <the event as JSON>`), resuming after "
+    "`Last-Event-ID`. A stream never outlives its token: at the token's expiry (its `exp` "
+    "plus the verification leeway) the stream ends with a final `event: error` (no `id`) "
+    "whose data is a problem document (`type`, `title`, `code`, `detail`); codes: "
+    + ", ".join(f"`{code}` ({detail})" for code, (_, detail) in STREAM_END_REASONS.items())
+    + ". A process shutting down ends its streams without it. Each replica admits at most "
+    f"{Config.event_streams_per_principal} concurrent streams per principal and "
+    f"{Config.event_streams_per_project} per project by default "
+    "(GATEWAY_EVENT_STREAMS_PER_PRINCIPAL, GATEWAY_EVENT_STREAMS_PER_PROJECT); beyond, "
+    "`429 rate_limited` with `Retry-After`."
+)
 
 _PROJECT = {
     "name": "project",
@@ -676,12 +693,13 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     },
                 ],
+                "description": _STREAM_DESCRIPTION,
                 "responses": {
                     "200": {
                         "description": "a page, or a server-sent event stream",
                         "content": {JSON: {"schema": _ref("EventPage")}, "text/event-stream": {}},
                     },
-                    **_problems(400, 401, 403, 404, 503),
+                    **_problems(400, 401, 403, 404, 429, 503),
                 },
             }
         },

@@ -35,10 +35,12 @@ class Viewer:
         return cls(sub=principal.sub, is_admin=principal.has("artifacts:admin"))
 
     def can_see(self, row: ArtifactRow) -> bool:
+        return self.sees(row.owner_kind, row.owner_id)
+
+    def sees(self, owner_kind: str, owner_id: str) -> bool:
+        """The rule, for an artifact of this owner."""
         return (
-            row.owner_kind == "run"
-            or self.is_admin
-            or (self.sub is not None and row.owner_id == self.sub)
+            owner_kind == "run" or self.is_admin or (self.sub is not None and owner_id == self.sub)
         )
 
 

@@ -9,11 +9,14 @@ from typing import Final
 
 import aiohttp
 
-from mobius_artifacts.errors import ArtifactError
+from mobius_artifacts.errors import ArtifactError, Unauthenticated
 from mobius_artifacts.transport import TRANSIENT, Retryable, Transport, as_retryable, decimal
 from mobius_artifacts.values import Event
 
 MAX_SSE_LINE: Final = 4 * 1024 * 1024
+END_EVENT: Final = "error"
+"""The ``event:`` of the frame a gateway ends a stream with (data: a problem document)."""
+EVENT_NAMES: Final = frozenset({"message", "artifact.created", "artifact.deleted"})
 
 
 class EventStream:
@@ -23,6 +26,12 @@ class EventStream:
     the last event seen); a connection quiet for ``stall_timeout`` (no event, no
     heartbeat) counts as dropped. After ``retries`` reconnections in a row
     without receiving anything it raises :class:`Unavailable`.
+
+    A stream the gateway ends says why in a final ``event: error`` frame: on
+    ``token_expired`` the iterator raises :class:`Unauthenticated` (code
+    ``token_expired``) once the events before it are consumed, since reconnecting
+    with the same token cannot succeed; on any other code (``slow_consumer``) it
+    reconnects. Frames of event types it does not know are skipped.
     """
 
     def __init__(self, transport: Transport, *, after: int, event_type: str | None) -> None:
@@ -34,6 +43,8 @@ class EventStream:
         self._buffer = bytearray()
         self._data: list[str] = []
         self._frame_id: str | None = None
+        self._frame_event = "message"
+        self._ended: ArtifactError | None = None
         self._failures = 0
         self._retry_hint: float | None = None
         self._closed = False
@@ -56,13 +67,16 @@ class EventStream:
         if resp is not None:
             resp.close()
         self._buffer.clear()
-        self._data, self._frame_id = [], None
+        self._data, self._frame_id, self._frame_event = [], None, "message"
 
     async def __anext__(self) -> Event:
         transport = self._transport
         while not self._pending:
             if self._closed:
                 raise StopAsyncIteration
+            if self._ended is not None:
+                await self._drop()
+                raise self._ended
             try:
                 if self._resp is None:
                     self._resp = await self._connect()
@@ -142,15 +156,29 @@ class EventStream:
             self._data.append(value)
         elif name == "id" and "\0" not in value:
             self._frame_id = value
+        elif name == "event":
+            self._frame_event = value
         elif name == "retry" and (millis := decimal(value)) is not None:
             self._retry_hint = millis / 1000
 
     def _dispatch(self) -> None:
-        data, frame_id = self._data, self._frame_id
-        self._data, self._frame_id = [], None
+        data, frame_id, name = self._data, self._frame_id, self._frame_event
+        self._data, self._frame_id, self._frame_event = [], None, "message"
         if not data:
+            return
+        if name == END_EVENT:
+            self._end(json.loads("\n".join(data)))
+            return
+        if name not in EVENT_NAMES:
             return
         event = Event.from_json(json.loads("\n".join(data)))
         seq = decimal(frame_id) if frame_id else None
         self.last_event_id = seq if seq is not None else event.seq
         self._pending.append(event)
+
+    def _end(self, problem: object) -> None:
+        """The gateway's last word on this connection; the stream ends after it."""
+        body = problem if isinstance(problem, dict) else {}
+        if body.get("code") == "token_expired":
+            detail = body.get("detail") or body.get("title") or "the token has expired"
+            self._ended = Unauthenticated(str(detail), code="token_expired", status=401)

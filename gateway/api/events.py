@@ -3,19 +3,24 @@
 The JSON answer is one page of the project's outbox after ``after``. With
 ``Accept: text/event-stream`` the same events stream live: everything after the
 cursor (``Last-Event-ID`` wins over ``after``) is replayed from the table page by
-page, then the stream waits on the process's event hub, re-reading the table
-after its last ``seq`` on every wake-up and every heartbeat tick (a missed
-notification costs at most one heartbeat). A stream reads pages of the largest
-size; ``limit`` shapes the JSON answer only, though it is validated either way.
+page, then the stream follows its project's feed on the process's event hub
+(:mod:`gateway.events`). ``limit`` shapes the JSON answer only, though it is
+validated either way.
+
+A stream never outlives its credential: it ends when the token does (its
+``exp`` plus the leeway, the moment a plain request with it is refused), with a
+final ``event: error`` whose data is a problem document (``code``
+``token_expired``); a stream that falls too far behind ends the same way
+(``slow_consumer``). A principal, and a project, may hold only so many streams
+open on a replica: beyond that, ``429 rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
-from typing import Any
+import time
 
 from aiohttp import web
 
@@ -26,7 +31,7 @@ from gateway.api.middleware import release_drain
 from gateway.api.params import MAX_INT64, ascii_int, project_of
 from gateway.api.state import DB, EVENT_HUB
 from gateway.auth import Principal
-from gateway.errors import InvalidRequest
+from gateway.errors import PROBLEM_BASE, InvalidRequest, RateLimited
 from gateway.logs import get_logger
 from gateway.visibility import Viewer
 
@@ -37,7 +42,12 @@ STREAM_HEADERS = {
     "Cache-Control": "no-store",
     "X-Accel-Buffering": "no",
 }
-HEARTBEAT_FRAME = b": keep-alive\n\n"
+END_EVENT = "error"
+"""The ``event:`` name of the final frame of a stream the gateway ends."""
+STREAM_RETRY_AFTER_SECONDS = 10
+"""The ``Retry-After`` of a stream refused for a cap."""
+FINAL_WRITE_SECONDS = 5.0
+"""How long a stream that ends may take to write its final frame before its connection is cut."""
 FEED_PARAMS = frozenset({"after", "type", "limit"})
 
 
@@ -114,23 +124,22 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         resume = last_event_id(request)
         if resume is not None:
             query = query.following(resume)
-        return await stream_events(request, query)
+        return await stream_events(request, query, principal)
     items = await events.fetch_page(request.app[DB], query)
     return json_response({"items": items, "next_after": items[-1]["seq"] if items else query.after})
 
 
-def sse_frame(item: dict[str, Any]) -> bytes:
-    data = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
-    return f"id: {item['seq']}\nevent: {item['type']}\ndata: {data}\n\n".encode()
-
-
-async def _read_page(db: Any, query: events.FeedQuery) -> list[dict[str, Any]] | None:
-    """A page of the stream's feed; None when the database failed (retried next tick)."""
-    try:
-        return await events.fetch_page(db, query)
-    except events.READ_ERRORS as exc:
-        log.warning("events.stream_read_failed", error=type(exc).__name__)
-        return None
+def end_frame(code: str) -> bytes:
+    """The final ``event: error`` of a stream the gateway ends (no ``id``: a
+    reconnecting client resumes after the last event it received)."""
+    title, detail = events.STREAM_END_REASONS[code]
+    problem = {
+        "type": PROBLEM_BASE + code.replace("_", "-"),
+        "title": title,
+        "code": code,
+        "detail": detail,
+    }
+    return f"event: {END_EVENT}\ndata: {json.dumps(problem, separators=(',', ':'))}\n\n".encode()
 
 
 def _disconnected(request: web.Request) -> bool:
@@ -138,42 +147,73 @@ def _disconnected(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def stream_events(request: web.Request, query: events.FeedQuery) -> web.StreamResponse:
-    """Server-sent events from ``query.after`` on, until the client or the app goes."""
+async def _finish(request: web.Request, response: web.StreamResponse, final: bytes) -> None:
+    """Write ``final`` and the end of the body; a client that does not take them in
+    :data:`FINAL_WRITE_SECONDS` loses its connection instead."""
+    try:
+        async with asyncio.timeout(FINAL_WRITE_SECONDS):
+            if final:
+                await response.write(final)
+            await response.write_eof()
+    except (ConnectionError, TimeoutError):
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+
+async def stream_events(
+    request: web.Request, query: events.FeedQuery, principal: Principal
+) -> web.StreamResponse:
+    """Server-sent events from ``query.after`` on, until the client, the token or the app goes."""
     hub = request.app[EVENT_HUB]
-    db = request.app[DB]
-    heartbeat = hub.heartbeat_seconds
+    try:
+        stream = hub.admit(query, principal.sub)
+    except events.StreamsExhausted as exc:
+        raise RateLimited(
+            f"{exc}; close one, or retry later",
+            headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)},
+        ) from None
     loop = asyncio.get_running_loop()
-    query = dataclasses.replace(query, limit=events.MAX_LIMIT)
+    expires_at = principal.expires_at
+    deadline = None if expires_at is None else loop.time() + (expires_at - time.time())
     response = web.StreamResponse(headers=STREAM_HEADERS)
     response.content_type = EVENT_STREAM
-    # Subscribe before the first read, so an event committed in between still wakes us.
-    with hub.subscribe(query.project) as subscription:
+    reason: str | None = None
+    with stream:
         await response.prepare(request)
-        release_drain(request)  # a subscription does not hold up a drain
+        release_drain(request)  # a stream does not hold up a drain
         log.info("events.stream_opened", after=query.after, event_type=query.event_type)
-        last_write = loop.time()
         try:
-            while not subscription.closed and not _disconnected(request):
-                while True:  # everything after the cursor, one page at a time
-                    items = await _read_page(db, query)
-                    if items:
-                        await response.write(b"".join(sse_frame(i) for i in items))
-                        query, last_write = query.following(items[-1]["seq"]), loop.time()
-                    if items is None or len(items) < query.limit:
-                        break
-                remaining = last_write + heartbeat - loop.time()
-                if remaining <= 0:
-                    await response.write(HEARTBEAT_FRAME)
-                    last_write, remaining = loop.time(), heartbeat
-                await subscription.wait(remaining)
+            async with asyncio.timeout_at(deadline) as scope:
+
+                def stop_now() -> None:
+                    if not scope.expired():
+                        scope.reschedule(loop.time())
+
+                # The hub ending the stream (too slow, shutdown) stops whatever it awaits,
+                # a blocked write included.
+                stream.on_end(stop_now)
+                async with contextlib.aclosing(stream.chunks()) as chunks:
+                    async for chunk in chunks:
+                        if expires_at is not None and time.time() >= expires_at:
+                            reason = "token_expired"  # checked again on every delivery
+                            break
+                        if _disconnected(request):
+                            break
+                        await response.write(chunk)
+                stream.on_end(None)
+        except TimeoutError:
+            if stream.ended is None:  # not the hub's doing: the token's deadline
+                reason = "token_expired"
         except ConnectionError:
-            log.info("events.stream_client_gone", last_seq=query.after)
+            log.info("events.stream_client_gone", last_seq=stream.query.after)
             return response
         except Exception:
             # The headers are sent: no problem response is possible any more, only an end.
-            log.exception("events.stream_failed", last_seq=query.after)
-    with contextlib.suppress(ConnectionError):
-        await response.write_eof()
-    log.info("events.stream_closed", last_seq=query.after)
+            log.exception("events.stream_failed", last_seq=stream.query.after)
+        if stream.ended is not None and stream.ended != "closed":
+            reason = stream.ended
+    log.info("events.stream_closed", last_seq=stream.query.after, reason=reason or stream.ended)
+    if not _disconnected(request):
+        await _finish(request, response, end_frame(reason) if reason else b"")
     return response

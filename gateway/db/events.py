@@ -34,6 +34,25 @@ _PAGE_ANY = _PAGE.format(visible=visible_sql("$3::text", "$4::boolean", table="a
 _PAGE_OF_TYPE = _PAGE.format(
     visible=visible_sql("$3::text", "$4::boolean", table="a."), of_type="AND e.type = $6"
 )
+# The live streams' one read per project: every event after the hub's cursor, with
+# its artifact's owner, so each stream applies the visibility rule itself.
+_FANOUT = """
+SELECT e.seq, e.type, e.artifact_id, (e.payload - 'metadata')::text AS payload,
+    (e.payload->'metadata')::text AS metadata, e.created_at, a.owner_kind, a.owner_id
+FROM events e JOIN artifacts a ON a.artifact_id = e.artifact_id
+WHERE e.project_id = $1 AND e.seq > $2
+ORDER BY e.seq
+LIMIT $3
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OwnedEventRow:
+    """An event row with its artifact's owner (what the visibility rule needs)."""
+
+    row: EventRow
+    owner_kind: str
+    owner_id: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +78,25 @@ async def page(conn: Conn, query: FeedQuery) -> list[EventRow]:
     else:
         rows = await conn.fetch(_PAGE_OF_TYPE, *args, query.event_type)
     return [EventRow.from_record(row) for row in rows]
+
+
+async def newest_seq(conn: Conn, project: str) -> int:
+    """The highest ``seq`` written for ``project`` (0 for none); committed events only."""
+    seq = await conn.fetchval(
+        "SELECT coalesce(max(seq), 0) FROM events WHERE project_id = $1", project
+    )
+    return int(seq)
+
+
+async def every_after(conn: Conn, project: str, after: int, limit: int) -> list[OwnedEventRow]:
+    """Up to ``limit`` events of ``project`` after ``after``, whoever may see them."""
+    rows = await conn.fetch(_FANOUT, project, after, limit)
+    return [
+        OwnedEventRow(
+            row=EventRow.from_record(row), owner_kind=row["owner_kind"], owner_id=row["owner_id"]
+        )
+        for row in rows
+    ]
 
 
 async def append(

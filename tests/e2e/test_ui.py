@@ -481,6 +481,37 @@ async def test_new_artifacts_appear_live_and_deleted_ones_go(
         await no_violations(page)
 
 
+async def test_when_the_token_expires_live_stops_and_sign_in_comes_back(
+    browser: Any, backends: Any, seeded: Seeded
+) -> None:
+    """The gateway ends the page's event stream at the token's expiry (no leeway
+    here) with a final token_expired event: the page stops showing "live" and asks
+    to sign in again, saying why, though nothing else was requested meanwhile."""
+    runner = GatewayRunner(
+        create_app(make_config(backends, auth_leeway_seconds=0)), access_log=None
+    )
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            brief = principal_token("user:brief", "artifacts:read", ttl=5)
+            async with Page(browser, Gateway(f"http://127.0.0.1:{port}", http), brief) as page:
+                await page.goto(f"/ui/projects/{seeded.project}")
+                await page.locator(".live[data-state='live']").wait_for()
+                heading = page.locator("h1", has_text="Sign in again")
+                await heading.wait_for(timeout=15_000)
+                alert = await page.locator("p.error[role='alert']").first.inner_text()
+                assert "expired" in alert and "live updates stopped" in alert
+                assert await page.locator(".live").count() == 0
+                assert await page.locator("textarea#token").is_visible()
+                stored = await page.evaluate(f"sessionStorage.getItem({json.dumps(TOKEN_KEY)})")
+                assert stored is None
+                await no_violations(page)
+    finally:
+        await runner.cleanup()
+
+
 # --- the artifact page and its previews ------------------------------------------
 
 

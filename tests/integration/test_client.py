@@ -38,6 +38,8 @@ from mobius_artifacts import (
     Unavailable,
 )
 
+from gateway.app import create_app
+from gateway.config import Config
 from tests.conftest import principal_token
 from tests.helpers import ADMIN, new_claim, quota, tls_files
 
@@ -422,6 +424,25 @@ async def test_events_stream_and_reconnect_with_last_event_id(
     assert connections[0].headers["Last-Event-ID"] == "0"
     assert connections[-1].headers["Last-Event-ID"] in ("0", str(received[0].seq))
     assert connections[0].headers["Accept"] == "text/event-stream"
+
+
+async def test_events_stream_of_an_expired_token_raises_token_expired(
+    aiohttp_client: Any, config: Config, project: str
+) -> None:
+    """The gateway ends a stream at its token's expiry with a final ``event: error``:
+    the client hands out the events before it, then raises Unauthenticated
+    (``token_expired``) instead of reconnecting in vain or misreading the frame."""
+    gateway = await aiohttp_client(create_app(config.with_overrides(auth_leeway_seconds=0)))
+    url = str(gateway.make_url("")).rstrip("/")
+    claim = await new_claim(gateway, project)
+    token = principal_token("user:brief", "artifacts:read", ttl=2)
+    async with fast(url, lease_token=claim["lease_token"], token=token) as c:
+        ref = await c.publish(b"1", name="one.txt")
+        async with c.events(after=0) as stream:
+            assert (await asyncio.wait_for(anext(stream), 10)).artifact.id == ref.id
+            with pytest.raises(Unauthenticated) as raised:
+                await asyncio.wait_for(anext(stream), 10)
+    assert raised.value.code == "token_expired"
 
 
 async def test_publish_text_artifact_type_and_read_content(

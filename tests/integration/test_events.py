@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -31,8 +32,8 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 def make_client(aiohttp_client: Any, config: Config) -> MakeClient:
     """Another gateway app on the same backends, with its own heartbeat."""
 
-    async def make(heartbeat: float = QUIET) -> TestClient:
-        app = create_app(config)
+    async def make(heartbeat: float = QUIET, **overrides: Any) -> TestClient:
+        app = create_app(config.with_overrides(**overrides))
         app[EVENTS_HEARTBEAT_SECONDS] = heartbeat
         client: TestClient = await aiohttp_client(app)
         return client
@@ -119,6 +120,35 @@ async def open_stream(
     assert resp.headers["Cache-Control"] == "no-store"
     assert resp.headers["X-Accel-Buffering"] == "no"
     return resp
+
+
+async def record_events(
+    db: asyncpg.Connection, project: str, artifact_id: str, count: int, *, pad: int = 0
+) -> None:
+    """``count`` more ``artifact.deleted`` rows of one artifact in one transaction (each
+    ``pad`` characters fatter), announced by one NOTIFY, as a burst of changes would be."""
+    async with db.transaction():
+        seq = await db.fetchval(
+            "UPDATE projects SET event_seq = event_seq + $2 WHERE project_id = $1"
+            " RETURNING event_seq",
+            project,
+            count,
+        )
+        await db.execute(
+            """
+            INSERT INTO events (project_id, seq, type, artifact_id, payload)
+            SELECT $1, $3 - $4 + n, 'artifact.deleted', $2,
+                jsonb_set(e.payload, '{description}', to_jsonb(repeat('x', $5)))
+            FROM generate_series(1, $4) AS n, events e
+            WHERE e.project_id = $1 AND e.artifact_id = $2 AND e.type = 'artifact.created'
+            """,
+            project,
+            artifact_id,
+            seq,
+            count,
+            pad,
+        )
+        await db.execute("SELECT pg_notify('gateway_events', $1)", f"{project}:{seq}")
 
 
 async def record_deletion(db: asyncpg.Connection, project: str, artifact_id: str) -> None:
@@ -401,3 +431,219 @@ async def test_an_events_artifact_is_the_artifact_as_read_at_that_moment(
         f.data["type"]: f.data["artifact"] for f in frames if f.data["artifact"]["id"] == ref["id"]
     }
     assert live == {"artifact.created": created, "artifact.deleted": tombstone}
+
+
+# --- a stream never outlives its token -----------------------------------------
+
+
+async def test_a_stream_ends_when_its_token_expires(make_client: MakeClient, project: str) -> None:
+    """A stream of a short-lived token gets a final ``event: error`` (token_expired)
+    at the token's expiry, then its end, though events keep coming and nothing else
+    (a 60 s heartbeat) would wake it; a plain request with the token is refused then."""
+    client = await make_client(auth_leeway_seconds=0)
+    token = bearer(principal_token("user:brief", "artifacts:read", ttl=2))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stream = await open_stream(client, project, token)
+    ref = await run_publish(client, project, "before.txt")
+    assert (await next_event(stream)).data["artifact"]["id"] == ref["id"]
+    final = await next_event(stream, timeout=6.0)
+    assert loop.time() - started < 5.0
+    assert final.fields["event"] == "error" and "id" not in final.fields
+    problem = final.data
+    assert problem["code"] == "token_expired"
+    assert problem["type"].endswith("/token-expired") and problem["title"] and problem["detail"]
+    assert await stream.content.read() == b""  # and then the stream ends
+    resp = await client.get(events_url(project), headers=token)
+    assert resp.status == 401 and (await resp.json())["code"] == "unauthenticated"
+    hub = client.app[EVENT_HUB]
+    assert hub.subscriber_count(project) == 0
+
+
+async def test_a_blocked_stream_ends_at_its_tokens_expiry_too(
+    make_client: MakeClient, project: str, db: asyncpg.Connection
+) -> None:
+    """The end is scheduled, not only checked between events: a stream whose client
+    stopped reading mid-replay (the server's write blocked) ends at the expiry too,
+    though the client never reads again."""
+    client = await make_client(auth_leeway_seconds=0)
+    hub = client.app[EVENT_HUB]
+    ref = await run_publish(client, project)
+    await record_events(db, project, ref["id"], 400, pad=64 * 1024)  # 26 MB to replay
+    token = bearer(principal_token("user:brief", "artifacts:read", ttl=2))
+    stream = await open_stream(client, project, token)
+    await eventually(lambda: hub.subscriber_count(project) == 1)
+    await eventually(lambda: hub.subscriber_count(project) == 0, timeout=8)
+    received = 0
+    with contextlib.suppress(aiohttp.ClientPayloadError, EOFError, TimeoutError):
+        while "data" in (await next_frame(stream, timeout=5.0)).fields:
+            received += 1
+    assert received < 401
+    stream.close()
+
+
+# --- what streams may take of a replica ----------------------------------------
+
+
+async def test_streams_are_capped_per_principal_and_per_project(
+    make_client: MakeClient, project: str
+) -> None:
+    client = await make_client(event_streams_per_principal=2, event_streams_per_project=3)
+    alice = bearer(principal_token("user:alice", "artifacts:read"))
+    bob = bearer(principal_token("user:bob", "artifacts:read"))
+    carol = bearer(principal_token("user:carol", "artifacts:read"))
+    other = "prj-other-" + project[-6:]
+    open_ones = [await open_stream(client, project, alice) for _ in range(2)]
+
+    async def refused(headers: dict[str, str], where: str, scope: str) -> None:
+        resp = await client.get(events_url(where), headers={**headers, **SSE})
+        assert resp.status == 429, await resp.text()
+        assert resp.content_type == "application/problem+json"
+        assert int(resp.headers["Retry-After"]) > 0
+        body = await resp.json()
+        assert body["code"] == "rate_limited" and f"per {scope}" in body["detail"]
+
+    await refused(alice, project, "principal")  # a third of alice's
+    await refused(alice, other, "principal")  # in any project
+    open_ones.append(await open_stream(client, project, bob))
+    await refused(bob, project, "project")  # the project's third is taken
+    await refused(carol, project, "project")
+    open_ones.append(await open_stream(client, other, carol))  # another project is not
+    # The JSON page is no stream: never capped.
+    assert (await client.get(events_url(project), headers=alice)).status == 200
+    hub = client.app[EVENT_HUB]
+    open_ones[0].close()
+    await eventually(lambda: hub.subscriber_count(project) == 2)
+    open_ones.append(await open_stream(client, project, carol))  # a freed place is taken
+    for stream in open_ones:
+        stream.close()
+    await eventually(lambda: hub.subscriber_count() == 0)
+
+
+async def test_a_replay_from_seq_0_is_complete_and_in_order_through_paging(
+    make_client: MakeClient, project: str, db: asyncpg.Connection
+) -> None:
+    """Thousands of past events replay page by page, and events committed meanwhile
+    join after them: each exactly once, in seq order, with no gap."""
+    client = await make_client()
+    ref = await run_publish(client, project)
+    await record_events(db, project, ref["id"], 1500)
+    stream = await open_stream(client, project, after=0)
+    seqs: list[int] = []
+    async with asyncio.timeout(60):
+        while len(seqs) < 1501:
+            frame = await next_event(stream, timeout=10.0)
+            seqs.append(int(frame.fields["id"]))
+            if len(seqs) in (50, 700, 1400):  # more arrive during the replay
+                await record_events(db, project, ref["id"], 100)
+        while len(seqs) < 1801:
+            seqs.append(int((await next_event(stream, timeout=10.0)).fields["id"]))
+    stream.close()
+    newest = await db.fetchval("SELECT max(seq) FROM events WHERE project_id = $1", project)
+    first = await db.fetchval("SELECT min(seq) FROM events WHERE project_id = $1", project)
+    assert seqs == list(range(first, newest + 1))
+    assert len(seqs) == 1801
+
+
+async def test_a_slow_consumer_is_ended_with_a_final_event(
+    make_client: MakeClient, project: str, db: asyncpg.Connection
+) -> None:
+    """A client that stops reading while events flow is not buffered for: once more
+    than GATEWAY_EVENT_STREAM_QUEUE_EVENTS wait behind it, its stream ends, with a
+    final ``event: error`` (slow_consumer) after the events it was sent."""
+    client = await make_client(event_stream_queue_events=5)
+    hub = client.app[EVENT_HUB]
+    ref = await run_publish(client, project)
+    stream = await open_stream(client, project)
+    assert (await next_event(stream)).data["artifact"]["id"] == ref["id"]  # live now
+    # Far more than the sockets' buffers hold: the server's writes block, the queue grows.
+    for _ in range(6):
+        await record_events(db, project, ref["id"], 50, pad=64 * 1024)
+    await eventually(lambda: hub.subscriber_count(project) == 0, timeout=20)
+    seqs: list[int] = []
+    async with asyncio.timeout(20):
+        while True:
+            frame = await next_event(stream, timeout=10.0)
+            if frame.fields["event"] == "error":
+                break
+            seqs.append(int(frame.fields["id"]))
+    assert frame.data["code"] == "slow_consumer"
+    assert seqs == sorted(seqs) and len(seqs) < 300
+    assert await stream.content.read() == b""
+
+
+async def test_many_streams_do_not_slow_another_projects_publish(
+    make_client: MakeClient, project: str, db: asyncpg.Connection
+) -> None:
+    """100 streams (the rest refused) on two busy projects, 20 events a second: every
+    stream gets every event, read once per project, and a publish to a third project
+    stays fast (p95 under a generous 1 s on a loaded machine)."""
+    client = await make_client(heartbeat=1.0)
+    hub = client.app[EVENT_HUB]
+    busy = [project, "prj-busy-" + project[-6:]]
+    refs = {p: await run_publish(client, p) for p in busy}
+    quiet = "prj-quiet-" + project[-6:]
+    readers = [bearer(principal_token(f"user:r{i}", "artifacts:read")) for i in range(8)]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def open_one(where: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+            return await session.get(client.make_url(events_url(where)), headers={**headers, **SSE})
+
+        streams = []
+
+        async def attempt(where: str, headers: dict[str, str], refused_for: str = "") -> None:
+            resp = await open_one(where, headers)
+            if not refused_for:
+                assert resp.status == 200, await resp.text()
+                streams.append(resp)
+                return
+            assert resp.status == 429 and (await resp.json())["code"] == "rate_limited"
+            assert f"per {refused_for}" in (await resp.json())["detail"]
+            resp.close()
+
+        for i in range(64):  # five principals fill the first project
+            await attempt(busy[0], readers[i % 5])
+        for i in range(3):
+            await attempt(busy[0], readers[5 + i % 2], "project")
+        for i in range(36):  # three more principals take 36 streams of the second (16, 16, 4)
+            await attempt(busy[1], readers[5 + i // 16])
+        await attempt(busy[1], readers[5], "principal")  # readers[5] holds 16
+        assert hub.subscriber_count() == 100 and hub.feed_count() == 2
+        for resp in streams:  # every stream is live: it has the project's first event
+            assert (await next_event(resp, timeout=10.0)).data["artifact"]["id"]
+
+        counts = [0] * len(streams)
+
+        async def drain(index: int, resp: aiohttp.ClientResponse) -> None:
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                while True:
+                    if "data" in (await next_frame(resp, timeout=30.0)).fields:
+                        counts[index] += 1
+
+        readers_tasks = [asyncio.create_task(drain(i, r)) for i, r in enumerate(streams)]
+
+        async def flow() -> None:
+            for _ in range(12):  # 20 events a second for 6 s, on both projects
+                for where in busy:
+                    await record_events(db, where, refs[where]["id"], 5)
+                await asyncio.sleep(0.5)
+
+        flowing = asyncio.create_task(flow())
+        latencies = []
+        loop = asyncio.get_running_loop()
+        while not flowing.done():
+            started = loop.time()
+            await run_publish(client, quiet)
+            latencies.append(loop.time() - started)
+        await flowing
+        await eventually(lambda: all(c == 60 for c in counts), timeout=30)
+        for task in readers_tasks:
+            task.cancel()
+        await asyncio.gather(*readers_tasks, return_exceptions=True)
+        for resp in streams:
+            resp.close()
+    latencies.sort()
+    p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
+    print(f"publish p95 with 100 streams and 20 events/s: {p95 * 1000:.0f} ms")
+    assert len(latencies) >= 5 and p95 < 1.0

@@ -161,3 +161,29 @@ def test_serve_requires_configured_backends() -> None:
     )
     assert result.returncode == 2
     assert "GATEWAY_DATABASE_URL: is required" in result.stderr
+
+
+def test_event_stream_limits_default_and_parse() -> None:
+    config = Config.from_env({})
+    assert config.event_streams_per_principal == 16
+    assert config.event_streams_per_project == 64
+    assert config.event_stream_queue_events == 256
+    assert config.events_db_pool_max == 2
+    config = Config.from_env(
+        {
+            "GATEWAY_EVENT_STREAMS_PER_PRINCIPAL": "4",
+            "GATEWAY_EVENT_STREAMS_PER_PROJECT": "1_000",
+            "GATEWAY_EVENT_STREAM_QUEUE_EVENTS": "32",
+            "GATEWAY_EVENTS_DB_POOL_MAX": "3",
+        }
+    )
+    assert (config.event_streams_per_principal, config.event_streams_per_project) == (4, 1000)
+    assert (config.event_stream_queue_events, config.events_db_pool_max) == (32, 3)
+    for variable in (
+        "GATEWAY_EVENT_STREAMS_PER_PRINCIPAL",
+        "GATEWAY_EVENT_STREAMS_PER_PROJECT",
+        "GATEWAY_EVENT_STREAM_QUEUE_EVENTS",
+        "GATEWAY_EVENTS_DB_POOL_MAX",
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            Config.from_env({variable: "0"})

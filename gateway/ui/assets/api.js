@@ -161,7 +161,10 @@ const sleep = (ms, signal) =>
 // header, so the stream is read with fetch and parsed here (server-sent events:
 // `id:`, `event:`, `data:` lines, a blank line ends an event, `:` a comment).
 // It starts after the newest event the token can see, and reconnects with
-// Last-Event-ID after a failure. Listeners get {kind: 'event', event} and
+// Last-Event-ID after a failure. A stream the gateway ends says why in a last
+// `event: error` frame (a problem document): `token_expired` stops the feed with
+// a 401 ApiError (the page asks to sign in again); any other reason reconnects.
+// Listeners get {kind: 'event', event} and
 // {kind: 'state', state: 'connecting' | 'live' | 'reconnecting' | 'stopped', error}.
 export class EventFeed {
   constructor(project) {
@@ -169,6 +172,7 @@ export class EventFeed {
     this.listeners = new Set();
     this.controller = new AbortController();
     this.lastSeq = null;
+    this.ended = null; // the problem of the last `event: error` frame
     this.state = 'connecting';
     this.run();
   }
@@ -230,10 +234,15 @@ export class EventFeed {
         const resp = await request(`${projectPath(this.project)}/events`, { headers, signal });
         this.setState('live');
         delay = 1000;
+        this.ended = null;
         await this.read(resp.body);
+        if (this.ended?.code === 'token_expired') {
+          this.setState('stopped', new ApiError(401, this.ended));
+          return;
+        }
       } catch (error) {
         if (signal.aborted) return;
-        if (error instanceof ApiError && error.status < 500) {
+        if (error instanceof ApiError && error.status < 500 && error.status !== 429) {
           this.setState('stopped', error);
           return;
         }
@@ -279,6 +288,11 @@ export class EventFeed {
     } catch {
       return;
     }
+    if (fields.event === 'error') {
+      this.ended = event && typeof event === 'object' ? event : {};
+      return;
+    }
+    if (fields.event !== 'message' && !fields.event.startsWith('artifact.')) return;
     const seq = Number(fields.id ?? event.seq);
     if (Number.isSafeInteger(seq)) this.lastSeq = Math.max(this.lastSeq ?? 0, seq);
     this.emit({ kind: 'event', event });

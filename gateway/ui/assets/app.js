@@ -185,7 +185,9 @@ function failure(error) {
     feed?.stop();
     feed = null;
     header(route(location.pathname));
-    signIn(`The gateway refused the token (${error.code || 'unauthenticated'}: ${error.message}). Sign in with a valid one.`);
+    signIn(error.code === 'token_expired'
+      ? 'Your token has expired: live updates stopped. Sign in again with a new one.'
+      : `The gateway refused the token (${error.code || 'unauthenticated'}: ${error.message}). Sign in with a valid one.`);
     return;
   }
   let title = 'Something went wrong';
