@@ -387,6 +387,14 @@ def _print_banner(
         f"  s3         {s3}  bucket={config.s3_bucket}",
         "",
     ]
+    if replica_env is not None:
+        spare = free_port_near(config.host, config.port)
+        lines += [
+            "a second gateway on the same data (another terminal; any free GATEWAY_PORT):",
+            f"  set -a; . {shlex.quote(str(replica_env))}; set +a; "
+            f"GATEWAY_PORT={spare} {_command_name()} serve",
+            "",
+        ]
     if token:
         claim = (
             '{"run_id":"run_1","step_id":"build","job_id":"\'"$JOB"\'","attempt":1,'
@@ -412,14 +420,6 @@ def _print_banner(
             '-H "X-Mobius-Lease-Token: $LEASE" -F file=@report.md | json_field id)',
             f"  curl -s -w '\\n' $GW/v1/projects/demo/artifacts/$ID {auth}",
             f"  curl -s $GW/v1/projects/demo/artifacts/$ID/content {auth}",
-            "",
-        ]
-    if replica_env is not None:
-        spare = free_port_near(config.host, config.port)
-        lines += [
-            "a second gateway on the same data (another terminal; any free GATEWAY_PORT):",
-            f"  set -a; . {shlex.quote(str(replica_env))}; set +a; "
-            f"GATEWAY_PORT={spare} {_command_name()} serve",
             "",
         ]
     lines.append("Ctrl-C stops the gateway, Postgres and SeaweedFS.")

@@ -296,8 +296,8 @@ def _readme_session() -> str:
     return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def _run_session(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+def _run_session(script: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | settings
     return subprocess.run(
         ["bash", "-c", script],
         cwd=cwd,
@@ -342,10 +342,11 @@ def test_the_readme_session_works_every_time(dev: Dev, tmp_path: Path) -> None:
         Path(sys.executable).parent / "artifact-gateway"
     )
     (checkout / ".gateway-data").symlink_to(dev.data_dir)
-    script = _readme_session().replace("http://127.0.0.1:8080", dev.base)
+    script = _readme_session()
+    assert "8080" not in script.replace("${GATEWAY_PORT:-8080}", "")  # follows GATEWAY_PORT
     published = []
     for _ in range(2):
-        result = _run_session(script, checkout)
+        result = _run_session(script, checkout, GATEWAY_PORT=str(dev.port))
         assert result.returncode == 0 and result.stderr == "", result.stderr
         artifact = json.loads(result.stdout)
         assert artifact["type"] == "artifact" and artifact["name"] == "report.md"
