@@ -4,18 +4,24 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+CHECK_PYTHON := $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 
 .PHONY: run test lint format bench bench-smoke soak clean
 
 # gateway/__init__.py holds the version: a new one reinstalls, so the installed metadata follows.
 $(STAMP): pyproject.toml gateway/__init__.py
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	@$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)  ## the gateway on the embedded default (Postgres + SeaweedFS under ./.gateway-data), with the demo project
+# The listen address is checked first (standard library only): a taken GATEWAY_PORT
+# stops `run` at once, before any install.
+run:  ## the gateway on the embedded default (Postgres + SeaweedFS under ./.gateway-data), with the demo project
+	@$(CHECK_PYTHON)
+	@$(PYTHON) -m gateway.portcheck
+	@$(MAKE) --no-print-directory $(STAMP)
 	$(VENV)/bin/artifact-gateway dev --demo
 
 test: $(STAMP)  ## the whole test suite against real Postgres and SeaweedFS

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway import __version__
-from gateway.config import Config, ConfigError, SigningKey
+from gateway.config import Config, ConfigError, Requirement, SigningKey
 from gateway.logs import redact_urls
 
 if TYPE_CHECKING:
@@ -32,9 +33,10 @@ def _fail(message: str, status: int = 2) -> NoReturn:
     raise SystemExit(status)
 
 
-def _load_config() -> Config:
+def _load_config(*required: Requirement) -> Config:
+    """The config, or one message naming every bad (and every ``required``) variable."""
     try:
-        return Config.from_env()
+        return Config.from_env(required=required)
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -49,19 +51,17 @@ def _listen(config: Config) -> Listeners:
         _fail(str(exc), status=1)
 
 
-def _run_server(config: Config, listeners: Listeners, workers: int = 1) -> None:
+def _run_server(
+    config: Config, listeners: Listeners, workers: int = 1, *, announce: bool = False
+) -> bool:
+    """Serve until stopped; True when a second Ctrl-C asked to stop at once."""
     from gateway.server import serve
 
-    serve(config, workers, listeners)
+    return serve(config, workers, listeners, announce=announce)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    config = _load_config()
-    try:
-        config.require_backends()
-        config.require_keys()
-    except ConfigError as exc:
-        _fail(str(exc))
+    config = _load_config(Config.missing_backends, Config.missing_keys)
     if args.workers is None:
         from gateway.server import usable_cpus
 
@@ -74,15 +74,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
-    config = _load_config()
-    try:
-        config.require_backends()
-    except ConfigError as exc:
-        _fail(str(exc))
+    config = _load_config(Config.missing_backends)
     from gateway.gc import run_once
     from gateway.logs import configure_logging
 
-    configure_logging(config.log_level, config.log_format)
+    configure_logging(config.log_level, config.log_format, colors=not config.no_color)
     report = asyncio.run(run_once(config, grace_seconds=args.grace_seconds))
     print(json.dumps(report.as_dict()))
 
@@ -167,29 +163,44 @@ def _raise_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _dev_log_format(config: Config) -> Config:
+    """``dev`` in a terminal logs lines for people; piped, or with GATEWAY_LOG_FORMAT
+    set, it logs what the config says (JSON by default)."""
+    if not config.log_format_set and sys.stderr.isatty():
+        return config.with_overrides(log_format="console")
+    return config
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from gateway.auth import mint_principal_token
     from gateway.devstack import (
+        SEAWEEDFS_PORT_NAMES,
         DevStackError,
         EmbeddedPostgres,
         EmbeddedSeaweedFS,
         load_or_create_secrets,
+        remembered_ports,
     )
     from gateway.migrate import migrate
 
-    config = _load_config()
+    config = _dev_log_format(_load_config())
     # The address first: a port another process holds fails before anything starts.
     listeners = _listen(config)
+    config = config.with_overrides(port=listeners.port)  # GATEWAY_PORT=0: the one chosen
     # Stop what we started even when asked to stop during start-up.
     signal.signal(signal.SIGTERM, _raise_exit)
     data_dir = config.data_dir.resolve()
     secrets = load_or_create_secrets(data_dir)
     postgres: EmbeddedPostgres | None = None
     seaweedfs: EmbeddedSeaweedFS | None = None
+    hurry = False  # a second Ctrl-C: the backends stop without their own drains
     try:
         overrides: dict[str, Any] = {}
+        names: tuple[str, ...] = ("postgres",) if not config.database_url else ()
+        names += SEAWEEDFS_PORT_NAMES if not config.s3_endpoint_url else ()
+        ports = remembered_ports(data_dir, names)
         if not config.database_url:
-            postgres = EmbeddedPostgres(data_dir).start()
+            postgres = EmbeddedPostgres(data_dir, port=ports["postgres"]).start()
             overrides["database_url"] = postgres.url()
         if not config.s3_endpoint_url:
             seaweedfs = EmbeddedSeaweedFS(
@@ -197,6 +208,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 access_key_id=secrets["s3_access_key_id"],
                 secret_access_key=secrets["s3_secret_access_key"],
                 bucket=config.s3_bucket,
+                ports={name: ports[name] for name in SEAWEEDFS_PORT_NAMES},
             ).start()
             overrides |= {
                 "s3_endpoint_url": seaweedfs.endpoint_url,
@@ -214,6 +226,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         config = config.with_overrides(**overrides)
         assert config.database_url is not None
         asyncio.run(migrate(config.database_url))
+        replica_env = write_replica_env(config, data_dir)
         token = None
         if config.auth_jwt_secret is not None:
             token = mint_principal_token(
@@ -225,20 +238,88 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 audience=config.auth_jwt_audience,
                 ttl_seconds=30 * 86400,
             )
-        _print_banner(config, data_dir, token, postgres, seaweedfs, demo=args.demo)
+        _print_banner(
+            config, data_dir, token, postgres, seaweedfs, demo=args.demo, replica_env=replica_env
+        )
         if args.demo:
             _seed_demo_in_background(config, token)
-        _run_server(config, listeners)
+        hurry = _run_server(config, listeners, announce=True)
     except DevStackError as exc:
         _fail(str(exc), status=1)
+    except KeyboardInterrupt:  # Ctrl-C before the gateway served: stop what started
+        raise SystemExit(128 + signal.SIGINT) from None
     finally:
+        # Nothing interrupts the stopping of what this command started.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         listeners.close()
+        parts = [name for name, part in (("Postgres", postgres), ("SeaweedFS", seaweedfs)) if part]
+        if parts:
+            print(f"stopping {' and '.join(parts)}", flush=True)
         if seaweedfs is not None:
-            seaweedfs.stop(timeout=5)
+            seaweedfs.stop(timeout=0.5 if hurry else 5)
         if postgres is not None:
             postgres.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+REPLICA_ENV = "replica.env"
+
+
+def replica_env_lines(config: Config) -> list[str]:
+    """``KEY='value'`` lines of what ``serve`` needs to join ``config``'s backends and keys."""
+
+    def keys(items: tuple[SigningKey, ...]) -> str:
+        return ",".join(f"{k.kid}:{k.secret.decode()}" for k in items)
+
+    values = {
+        "GATEWAY_DATABASE_URL": config.database_url,
+        "GATEWAY_S3_ENDPOINT_URL": config.s3_endpoint_url,
+        "GATEWAY_S3_BUCKET": config.s3_bucket,
+        "GATEWAY_S3_REGION": config.s3_region,
+        "GATEWAY_S3_ACCESS_KEY_ID": config.s3_access_key_id,
+        "GATEWAY_S3_SECRET_ACCESS_KEY": config.s3_secret_access_key,
+        "GATEWAY_AUTH_JWT_SECRET": config.auth_jwt_secret.decode()
+        if config.auth_jwt_secret
+        else None,
+        "GATEWAY_AUTH_JWT_ISSUER": config.auth_jwt_issuer,
+        "GATEWAY_AUTH_JWT_AUDIENCE": config.auth_jwt_audience,
+        "GATEWAY_LEASE_SIGNING_KEY": keys(config.lease_signing_keys),
+        "GATEWAY_URL_SIGNING_KEYS": keys(config.url_signing_keys),
+    }
+    return [f"{name}={shlex.quote(value)}" for name, value in values.items() if value]
+
+
+def write_replica_env(config: Config, data_dir: Path) -> Path:
+    """``<data dir>/replica.env`` (mode 0600): the environment of a ``serve`` beside ``dev``."""
+    path = data_dir / REPLICA_ENV
+    text = "\n".join(
+        [
+            "# `artifact-gateway serve` on the Postgres, SeaweedFS and keys of",
+            "# `artifact-gateway dev`, written by dev at each start:",
+            f"#   set -a; . {shlex.quote(str(path))}; set +a; "
+            "GATEWAY_PORT=8081 artifact-gateway serve",
+            *replica_env_lines(config),
+            "",
+        ]
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
+    return path
+
+
+def _command_name() -> str:
+    """How to run this ``artifact-gateway`` from here: the script beside this Python."""
+    script = Path(sys.executable).parent / "artifact-gateway"
+    if not script.exists():
+        return "artifact-gateway"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _local_base(config: Config) -> str:
@@ -293,8 +374,11 @@ def _print_banner(
     seaweedfs: Any,
     *,
     demo: bool = False,
+    replica_env: Path | None = None,
 ) -> None:
-    base = f"http://{config.host}:{config.port}"
+    from gateway.server import free_port_near
+
+    base = _local_base(config)
     pg = postgres.url() if postgres else "GATEWAY_DATABASE_URL"
     s3 = seaweedfs.endpoint_url if seaweedfs else config.s3_endpoint_url
     lines = [
@@ -304,6 +388,14 @@ def _print_banner(
         f"  s3         {s3}  bucket={config.s3_bucket}",
         "",
     ]
+    if replica_env is not None:
+        spare = free_port_near(config.host, config.port)
+        lines += [
+            "a second gateway on the same data (another terminal; any free GATEWAY_PORT):",
+            f"  set -a; . {shlex.quote(str(replica_env))}; set +a; "
+            f"GATEWAY_PORT={spare} {_command_name()} serve",
+            "",
+        ]
     if token:
         claim = (
             '{"run_id":"run_1","step_id":"build","job_id":"\'"$JOB"\'","attempt":1,'
@@ -342,7 +434,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dev = sub.add_parser("dev", help="run the gateway on an embedded Postgres and SeaweedFS")
+    dev = sub.add_parser(
+        "dev",
+        help="run the gateway on an embedded Postgres and SeaweedFS",
+        description=(
+            "Run the gateway on an embedded Postgres and SeaweedFS kept in GATEWAY_DATA_DIR "
+            "(default ./.gateway-data), with generated keys, and print how to use it."
+        ),
+        epilog=(
+            "It listens on GATEWAY_HOST:GATEWAY_PORT (default 127.0.0.1:8080); when that port "
+            "is in use it stops at once and names a free one, e.g. GATEWAY_PORT=8081 "
+            "artifact-gateway dev. It writes GATEWAY_DATA_DIR/replica.env: the environment of "
+            "an `artifact-gateway serve` beside it. In a terminal it logs lines for people "
+            "(GATEWAY_LOG_FORMAT=json for JSON; NO_COLOR for no colours). Ctrl-C lets "
+            "requests in flight finish (GATEWAY_SHUTDOWN_TIMEOUT_SECONDS), Ctrl-C again "
+            "stops at once."
+        ),
+    )
     dev.add_argument(
         "--demo",
         action="store_true",

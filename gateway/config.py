@@ -8,12 +8,13 @@ line on stderr and exit status 2. Handlers never read ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from gateway.logs import redact_urls
 
@@ -22,12 +23,34 @@ LOG_FORMATS = ("json", "console")
 
 
 class ConfigError(ValueError):
-    """A configuration variable has a bad value."""
+    """One or more configuration variables are missing or have a bad value.
 
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
+    ``variable`` and ``problem`` are the first one; ``problems`` lists them all,
+    so one message names every variable to fix.
+    """
+
+    def __init__(
+        self, variable: str, problem: str, *, more: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.problems = ((variable, problem), *more)
+        if more:
+            lines = [f"{len(self.problems)} settings need fixing:"]
+            lines += [f"  {name}: {text}" for name, text in self.problems]
+            message = "\n".join(lines)
+        else:
+            message = f"{variable}: {problem}"
+        super().__init__(message)
         self.variable = variable
         self.problem = problem
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> ConfigError:
+        (variable, problem), *more = problems
+        return cls(variable, problem, more=tuple(more))
+
+
+Requirement = Callable[["Config"], list[tuple[str, str]]]
+"""A check of a whole config: the (variable, problem) pairs it finds missing."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,23 +113,35 @@ class Config:
     events_db_pool_max: int = 2
     log_level: str = "info"
     log_format: str = "json"
+    log_format_set: bool = False
+    """GATEWAY_LOG_FORMAT was given: ``dev`` in a terminal keeps it instead of console lines."""
+    no_color: bool = False
+    """NO_COLOR (https://no-color.org) is set: console log lines carry no colours."""
     metrics_port: int | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        """Build a config from ``env`` (default: ``os.environ``); raise ConfigError."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, required: Sequence[Requirement] = ()
+    ) -> Config:
+        """Build a config from ``env`` (default: ``os.environ``).
+
+        Raises one ConfigError naming every bad value, and every variable the
+        ``required`` checks (e.g. :meth:`missing_backends`) find missing.
+        """
         e = _Env(os.environ if env is None else env)
         buffer_wait = e.number("GATEWAY_S3_BUFFER_WAIT_SECONDS", 10.0, low=0.1)
         # A buffer must be taken back before a wait for it runs out.
         default_fill = min(2.0, buffer_wait / 2)
         buffer_fill = e.number("GATEWAY_S3_BUFFER_FILL_SECONDS", default_fill, low=0.1)
         if buffer_fill >= buffer_wait:
-            raise ConfigError(
-                "GATEWAY_S3_BUFFER_FILL_SECONDS",
-                f"must be below GATEWAY_S3_BUFFER_WAIT_SECONDS "
-                f"({buffer_wait:g}; got {buffer_fill:g})",
+            e.problems.append(
+                (
+                    "GATEWAY_S3_BUFFER_FILL_SECONDS",
+                    f"must be below GATEWAY_S3_BUFFER_WAIT_SECONDS "
+                    f"({buffer_wait:g}; got {buffer_fill:g})",
+                )
             )
-        return cls(
+        config = cls(
             host=e.text("GATEWAY_HOST", "127.0.0.1"),
             port=e.integer("GATEWAY_PORT", 8080, low=0, high=65535),
             data_dir=Path(e.text("GATEWAY_DATA_DIR", ".gateway-data")),
@@ -182,34 +217,95 @@ class Config:
             events_db_pool_max=e.integer("GATEWAY_EVENTS_DB_POOL_MAX", 2, low=1, high=100),
             log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
+            log_format_set=e.optional("GATEWAY_LOG_FORMAT") is not None,
+            no_color=e.optional("NO_COLOR") is not None,
             metrics_port=e.optional_int("GATEWAY_METRICS_PORT", low=1, high=65535),
         )
+        problems = list(e.problems)
+        named = {name for name, _ in problems}
+        for check in required:
+            problems += [(name, text) for name, text in check(config) if name not in named]
+        if problems:
+            raise ConfigError.of(problems)
+        return config
 
     def with_overrides(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
-    def require_backends(self) -> None:
-        """``serve`` and ``migrate`` need configured backends and keys (no embedded parts)."""
+    def missing_backends(self) -> list[tuple[str, str]]:
+        """What ``serve`` and ``gc`` lack to reach configured backends (no embedded parts)."""
+        problems = []
         if not self.database_url:
-            raise ConfigError("GATEWAY_DATABASE_URL", "is required")
+            problems.append(("GATEWAY_DATABASE_URL", "is required"))
         if not self.s3_endpoint_url:
-            raise ConfigError("GATEWAY_S3_ENDPOINT_URL", "is required")
+            problems.append(("GATEWAY_S3_ENDPOINT_URL", "is required"))
+        if self.s3_access_key_id and not self.s3_secret_access_key:
+            problems.append(
+                ("GATEWAY_S3_SECRET_ACCESS_KEY", "is required with GATEWAY_S3_ACCESS_KEY_ID")
+            )
+        if self.s3_secret_access_key and not self.s3_access_key_id:
+            problems.append(
+                ("GATEWAY_S3_ACCESS_KEY_ID", "is required with GATEWAY_S3_SECRET_ACCESS_KEY")
+            )
+        return problems
 
-    def require_keys(self) -> None:
+    def missing_keys(self) -> list[tuple[str, str]]:
+        """What ``serve`` lacks to verify tokens and sign leases and URLs."""
+        problems = []
         if self.auth_jwt_secret is None and not self.auth_jwt_public_keys:
-            raise ConfigError(
-                "GATEWAY_AUTH_JWT_SECRET",
-                "is required (or GATEWAY_AUTH_JWT_PUBLIC_KEYS) to verify principal tokens",
+            problems.append(
+                (
+                    "GATEWAY_AUTH_JWT_SECRET",
+                    "is required (or GATEWAY_AUTH_JWT_PUBLIC_KEYS) to verify principal tokens",
+                )
             )
         if not self.lease_signing_keys:
-            raise ConfigError("GATEWAY_LEASE_SIGNING_KEY", "is required")
+            problems.append(("GATEWAY_LEASE_SIGNING_KEY", "is required"))
         if not self.url_signing_keys:
-            raise ConfigError("GATEWAY_URL_SIGNING_KEYS", "is required")
+            problems.append(("GATEWAY_URL_SIGNING_KEYS", "is required"))
+        return problems
+
+    def require_backends(self) -> None:
+        """Raise one ConfigError naming every missing backend variable."""
+        if problems := self.missing_backends():
+            raise ConfigError.of(problems)
+
+    def require_keys(self) -> None:
+        """Raise one ConfigError naming every missing key variable."""
+        if problems := self.missing_keys():
+            raise ConfigError.of(problems)
+
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def _collecting(fallback: Any) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
+    """A reader of :class:`_Env` that records its ConfigError and returns ``fallback``
+    (the default when one is passed), so one run reports every bad variable."""
+
+    def decorate(method: Callable[_P, _T]) -> Callable[_P, _T]:
+        @functools.wraps(method)
+        def reader(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            try:
+                return method(*args, **kwargs)
+            except ConfigError as exc:
+                env = args[0]
+                assert isinstance(env, _Env)
+                env.problems.extend(exc.problems)
+                if len(args) > 2:
+                    return cast(_T, args[2])
+                return cast(_T, kwargs.get("default", fallback))
+
+        return reader
+
+    return decorate
 
 
 class _Env:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
+        self.problems: list[tuple[str, str]] = []
 
     def optional(self, name: str) -> str | None:
         value = self._env.get(name)
@@ -220,10 +316,12 @@ class _Env:
     def text(self, name: str, default: str) -> str:
         return self.optional(name) or default
 
+    @_collecting(None)
     def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
         value = self.optional_int(name, low=low, high=high)
         return default if value is None else value
 
+    @_collecting(None)
     def optional_int(self, name: str, *, low: int, high: int | None = None) -> int | None:
         raw = self.optional(name)
         if raw is None:
@@ -237,6 +335,7 @@ class _Env:
             raise ConfigError(name, f"must be {bound} (got {value})")
         return value
 
+    @_collecting(None)
     def number(self, name: str, default: float, *, low: float, high: float | None = None) -> float:
         raw = self.optional(name)
         if raw is None:
@@ -251,12 +350,14 @@ class _Env:
             raise ConfigError(name, f"must be at most {high} (got {raw})")
         return value
 
+    @_collecting(None)
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
         return value
 
+    @_collecting(None)
     def flag(self, name: str, *, default: bool) -> bool:
         raw = self.optional(name)
         if raw is None:
@@ -268,6 +369,7 @@ class _Env:
             return False
         raise ConfigError(name, f"must be true or false (got {raw!r})")
 
+    @_collecting(None)
     def url(self, name: str) -> str | None:
         value = self.optional(name)
         if value is not None and not value.startswith(("http://", "https://")):
@@ -275,6 +377,7 @@ class _Env:
             raise ConfigError(name, f"must be an http:// or https:// URL (got {shown!r})")
         return value
 
+    @_collecting(None)
     def secret(self, name: str) -> bytes | None:
         value = self.optional(name)
         if value is None:
@@ -283,6 +386,7 @@ class _Env:
             raise ConfigError(name, "must be at least 32 characters long (RFC 7518 3.2)")
         return value.encode()
 
+    @_collecting(())
     def keys(self, name: str, *, default_kid: str) -> tuple[SigningKey, ...]:
         """``kid:secret[,kid:secret...]``; a single value without ``:`` gets ``default_kid``."""
         raw = self.optional(name)
@@ -303,6 +407,7 @@ class _Env:
             keys.append(SigningKey(kid=kid, secret=secret.encode()))
         return tuple(keys)
 
+    @_collecting(())
     def jwks(self, name: str) -> tuple[Mapping[str, Any], ...]:
         path = self.optional(name)
         if path is None:

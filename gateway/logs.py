@@ -1,4 +1,4 @@
-"""Structured logs: structlog JSON lines (or console), with bound request context.
+"""Structured logs: structlog JSON lines (or console lines), with bound request context.
 
 Event names are stable (``http.request``, ``artifact.published``, ``lease.rejected``
 …). Tokens, ``Authorization``, lease headers and URL signatures are never passed
@@ -78,12 +78,16 @@ QUIET_BELOW_INFO = ("botocore", "aiobotocore", "s3transfer", "urllib3")
 _HANDLER_NAME = "gateway.stdlib"
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(level: str = "info", fmt: str = "json", *, colors: bool = True) -> None:
+    """Lines on stderr: JSON, or ``console`` lines for people (coloured when stderr is
+    a terminal and ``colors`` holds: NO_COLOR unset)."""
     threshold = logging.getLevelNamesMapping()[level.upper()]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=colors and sys.stderr.isatty(), timestamp_key="ts"
+        )
     )
     structlog.configure(
         processors=[

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import multiprocessing
 import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -137,7 +140,10 @@ def _v1_limit(folder: Path) -> int | None:
 
 
 class ListenError(Exception):
-    """The listen address could not be bound (taken, not local, not permitted)."""
+    """The listen address could not be bound (taken, not local, not permitted).
+
+    The message names the variable to change and, for a port in use, a port free now.
+    """
 
 
 @dataclass
@@ -151,6 +157,12 @@ class Listeners:
     main: list[socket.socket]
     metrics: list[socket.socket] = field(default_factory=list)
 
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the system chose for GATEWAY_PORT=0)."""
+        bound: int = self.main[0].getsockname()[1]
+        return bound
+
     def close(self) -> None:
         for sock in [*self.main, *self.metrics]:
             sock.close()
@@ -158,22 +170,37 @@ class Listeners:
 
 def listen(config: Config) -> Listeners:
     """Bind and listen on the configured address and metrics address, or raise ListenError."""
-    main = bind(config.host, config.port, backlog=BACKLOG)
+    avoid = {p for p in (config.port, config.metrics_port) if p}
+    main = bind(config.host, config.port, backlog=BACKLOG, variable="GATEWAY_PORT", avoid=avoid)
     if config.metrics_port is None:
         return Listeners(main)
     try:
-        metrics = bind(config.host, config.metrics_port, backlog=METRICS_BACKLOG)
+        metrics = bind(
+            config.host,
+            config.metrics_port,
+            backlog=METRICS_BACKLOG,
+            variable="GATEWAY_METRICS_PORT",
+            avoid=avoid,
+        )
     except ListenError:
         Listeners(main).close()
         raise
     return Listeners(main, metrics)
 
 
-def bind(host: str, port: int, *, backlog: int) -> list[socket.socket]:
+def bind(
+    host: str,
+    port: int,
+    *,
+    backlog: int,
+    variable: str = "GATEWAY_PORT",
+    avoid: Collection[int] = (),
+) -> list[socket.socket]:
     """Listening sockets for every address ``host`` resolves to, without SO_REUSEPORT.
 
     ``SO_REUSEADDR`` only lets a restart bind over connections in TIME_WAIT; a
-    port another socket listens on fails with ``EADDRINUSE``.
+    port another socket listens on fails with ``EADDRINUSE``, and the
+    :class:`ListenError` names ``variable`` and a port free now (none of ``avoid``).
     """
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
@@ -181,7 +208,47 @@ def bind(host: str, port: int, *, backlog: int) -> list[socket.socket]:
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except OSError as exc:
-        raise ListenError(f"cannot listen on {shown}: {_reason(exc)}") from None
+        raise ListenError(f"cannot listen on {shown}: {_reason(exc)}; check GATEWAY_HOST") from None
+    try:
+        return _bind_all(infos, backlog)
+    except OSError as exc:
+        hint = "check GATEWAY_HOST"
+        if exc.errno == errno.EADDRINUSE:
+            free = free_port_near(host, port, avoid={port, *avoid})
+            hint = f"set {variable}={free} (free now) or stop what holds it"
+        elif exc.errno == errno.EACCES:
+            hint = f"ports below 1024 need privileges: set {variable} to a higher port"
+        raise ListenError(f"cannot listen on {shown}: {_reason(exc)}; {hint}") from None
+
+
+def free_port_near(host: str, port: int, *, avoid: Collection[int] = ()) -> int:
+    """The first port after ``port`` that ``host`` can listen on now (else any free one)."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        infos = []
+    for candidate in [*range(port + 1, min(port + 100, 65536)), 0]:
+        if candidate in avoid:
+            continue
+        moved = [(*info[:4], _with_port(info[4], candidate)) for info in infos]
+        try:
+            sockets = _bind_all(moved, 1)
+        except OSError:
+            continue
+        chosen: int = sockets[0].getsockname()[1]
+        for sock in sockets:
+            sock.close()
+        return chosen
+    return 0
+
+
+def _with_port(address: Any, port: int) -> Any:
+    return (address[0], port, *address[2:])
+
+
+def _bind_all(infos: Sequence[Any], backlog: int) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     seen: set[tuple[int, Any]] = set()
     try:
@@ -197,10 +264,10 @@ def bind(host: str, port: int, *, backlog: int) -> list[socket.socket]:
             sock.bind(address)
             sock.listen(backlog)
             sock.setblocking(False)
-    except OSError as exc:
+    except OSError:
         for sock in sockets:
             sock.close()
-        raise ListenError(f"cannot listen on {shown}: {_reason(exc)}") from None
+        raise
     return sockets
 
 
@@ -209,9 +276,15 @@ def _reason(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-async def run_worker(config: Config, listeners: Listeners) -> None:
-    """Serve on ``listeners`` until SIGTERM/SIGINT, then drain and clean up."""
+async def run_worker(config: Config, listeners: Listeners, *, announce: bool = False) -> bool:
+    """Serve on ``listeners`` until SIGTERM/SIGINT, then drain and clean up.
+
+    A second SIGINT while draining (Ctrl-C again) stops waiting: what is still in
+    flight is cancelled at once, and the result is True. With ``announce``
+    (``dev``) the stop is told in words on stdout.
+    """
     from gateway.api.serving import drain, serve_on
+    from gateway.api.state import DRAIN
     from gateway.app import create_app
     from gateway.logs import get_logger
 
@@ -225,35 +298,69 @@ async def run_worker(config: Config, listeners: Listeners) -> None:
         metrics_backlog=METRICS_BACKLOG,
     )
     stop = asyncio.Event()
+    now = asyncio.Event()
+    state = served.app[DRAIN]
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            stop.set()
+        elif signum == signal.SIGINT and not now.is_set():
+            now.set()
+            if announce:
+                _say(f"stopping now: cancelling {_requests(state.in_flight)} in flight")
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("gateway.listening", host=config.host, port=config.port, pid=os.getpid())
+        loop.add_signal_handler(sig, on_signal, sig)
+    log.info("gateway.listening", host=config.host, port=listeners.port, pid=os.getpid())
     await stop.wait()
-    await drain(served, config.shutdown_timeout_seconds)
+    if announce:
+        timeout = config.shutdown_timeout_seconds
+        if state.in_flight:
+            _say(
+                f"stopping: finishing {_requests(state.in_flight)} in flight, at most "
+                f"{timeout:g} s; press Ctrl-C again to stop now"
+            )
+        else:
+            _say("stopping: no requests in flight")
+    await drain(served, config.shutdown_timeout_seconds, now)
     await served.cleanup()
     log.info("gateway.stopped")
+    return now.is_set()
 
 
-def _worker_main(config: Config, listeners: Listeners) -> None:
+def _requests(count: int) -> str:
+    return f"{count} request{'' if count == 1 else 's'}"
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _worker_main(config: Config, listeners: Listeners, announce: bool = False) -> bool:
     from gateway.logs import configure_logging
 
-    configure_logging(config.log_level, config.log_format)
-    asyncio.run(run_worker(config, listeners))
+    configure_logging(config.log_level, config.log_format, colors=not config.no_color)
+    return asyncio.run(run_worker(config, listeners, announce=announce))
 
 
-def serve(config: Config, workers: int, listeners: Listeners | None = None) -> None:
+def serve(
+    config: Config, workers: int, listeners: Listeners | None = None, *, announce: bool = False
+) -> bool:
     """Serve with ``workers`` processes on ``listeners`` (bound here when not given).
 
-    Raises :class:`ListenError` when the address cannot be bound.
+    ``announce`` (one worker, in this process) tells a stop in words on stdout.
+    True when a second Ctrl-C cut the drain short (one worker). Raises
+    :class:`ListenError` when the address cannot be bound.
     """
     if listeners is None:
         listeners = listen(config)
     try:
         if workers <= 1:
-            _worker_main(config, listeners)
-        else:
-            _supervise(config, workers, listeners)
+            return _worker_main(config, listeners, announce)
+        _supervise(config, workers, listeners)
+        return False
     finally:
         listeners.close()
 

@@ -7,8 +7,10 @@ sockets, a bare ``/metrics`` app on the metrics sockets, and the drain.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -68,7 +70,7 @@ async def serve_on(
     return Served(app=app, runner=runner, side=side)
 
 
-async def drain(served: Served, timeout: float) -> None:
+async def drain(served: Served, timeout: float, now: asyncio.Event | None = None) -> None:
     """Stop accepting, then let requests in flight finish for up to ``timeout`` seconds.
 
     aiohttp's own shutdown stops reading request bodies at once, which would cut
@@ -76,12 +78,20 @@ async def drain(served: Served, timeout: float) -> None:
     copies: other workers sharing them keep accepting), new requests on
     open connections get ``503`` with ``Connection: close``, and only what is still
     running after ``timeout`` is cancelled by the runner's cleanup (a cancelled
-    publish aborts its upload and publishes nothing).
+    publish aborts its upload and publishes nothing). ``now`` set (a second Ctrl-C)
+    ends the wait early.
     """
     state = served.app[DRAIN]
     for site in list(served.runner.sites):
         await site.stop()
     state.draining = True
     log.info("gateway.draining", in_flight=state.in_flight, timeout=timeout)
-    if not await state.wait_idle(timeout):
+    idle = asyncio.ensure_future(state.wait_idle(timeout))
+    waits: set[asyncio.Future[Any]] = {idle}
+    if now is not None:
+        waits.add(asyncio.ensure_future(now.wait()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+    if not idle.done() or idle.cancelled() or not idle.result():
         log.warning("gateway.drain_timeout", in_flight=state.in_flight)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,12 +79,30 @@ def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("dev never became ready")
 
 
-def _banner_token(proc: subprocess.Popen[str]) -> str:
+def _banner_token(proc: subprocess.Popen[str], seen: list[str] | None = None) -> str:
     assert proc.stdout is not None
     for line in proc.stdout:
+        if seen is not None:
+            seen.append(line.rstrip("\n"))
         if "export TOKEN=" in line:
             return line.split("export TOKEN=", 1)[1].strip()
     raise AssertionError("no token in the banner")
+
+
+def _banner_field(lines: list[str], name: str) -> str:
+    """The value of a ``  name   value`` line at the top of the banner."""
+    return next(line.split()[1] for line in lines if line.split()[:1] == [name])
+
+
+def _modes_above(path: Path) -> dict[Path, int]:
+    return {folder: folder.stat().st_mode for folder in path.resolve().parents}
+
+
+def _forget_postgres(data_dir: Path) -> None:
+    """Remove what Postgres run as root keeps outside the data dir (postgres.location)."""
+    location = data_dir / "postgres.location"
+    if location.exists():
+        shutil.rmtree(location.read_text().strip(), ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen[str], data_dir: Path) -> None:
@@ -107,11 +129,13 @@ def _stop(proc: subprocess.Popen[str], data_dir: Path) -> None:
 
 def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    modes = _modes_above(data_dir)  # tmp_path lies under a 0700 folder of pytest's
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(data_dir, port)
+    first: list[str] = []
     try:
-        token = _banner_token(proc)
+        token = _banner_token(proc, first)
         _wait_ready(base, proc)
         auth = {"Authorization": f"Bearer {token}"}
         claim = _post_json(
@@ -126,13 +150,17 @@ def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         if proc.poll() is None:
             _stop(proc, data_dir)
 
-    # a second start on the same data dir finds the same data (and the same secrets)
+    # a second start on the same data dir finds the same data (and the same secrets),
+    # on the same Postgres and SeaweedFS addresses
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _start(data_dir, port)
+    second: list[str] = []
     try:
-        token2 = _banner_token(proc)
+        token2 = _banner_token(proc, second)
         _wait_ready(base, proc)
+        for name in ("postgres", "s3"):
+            assert _banner_field(second, name) == _banner_field(first, name)
         # the claim registered before the restart is still there: attempt 1 is taken
         request = urllib.request.Request(
             base + "/v1/projects/demo/claims",
@@ -155,6 +183,30 @@ def test_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             _stop(proc, data_dir)
+
+    # a remembered port another process took meanwhile: a new one, the same data
+    s3_port = int(_banner_field(first, "s3").rsplit(":", 1)[1])
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", s3_port))
+        holder.listen()
+        port = free_port()
+        proc = _start(data_dir, port)
+        third: list[str] = []
+        try:
+            token3 = _banner_token(proc, third)
+            _wait_ready(f"http://127.0.0.1:{port}", proc)
+            assert _banner_field(third, "s3") != _banner_field(first, "s3")
+            assert _banner_field(third, "postgres") == _banner_field(first, "postgres")
+            status, body = _get(
+                f"http://127.0.0.1:{port}/v1/projects/demo/artifacts/quota",
+                {"Authorization": f"Bearer {token3}"},
+            )
+            assert status == 200 and json.loads(body)["used_bytes"] == 0
+        finally:
+            if proc.poll() is None:
+                _stop(proc, data_dir)
+            _forget_postgres(data_dir)
+    assert _modes_above(data_dir) == modes  # no folder above the data dir was opened up
 
 
 @dataclass
@@ -192,6 +244,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     finally:
         if proc.poll() is None:
             _stop(proc, data_dir)
+        _forget_postgres(data_dir)
 
 
 def _processes_naming(path: Path) -> list[int]:
@@ -216,8 +269,10 @@ def test_a_second_dev_on_a_taken_port_fails_and_leaves_nothing(dev: Dev, tmp_pat
     assert time.monotonic() - started < 15
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == (
-        f"artifact-gateway: cannot listen on 127.0.0.1:{dev.port}: address already in use\n"
+    assert re.fullmatch(
+        f"artifact-gateway: cannot listen on 127.0.0.1:{dev.port}: address already in use; "
+        r"set GATEWAY_PORT=(\d+) \(free now\) or stop what holds it\n",
+        result.stderr,
     )
     assert _processes_naming(other) == []  # no Postgres, no SeaweedFS left behind
     status, _ = _get(dev.base + "/readyz")  # the first one still serves
@@ -241,8 +296,8 @@ def _readme_session() -> str:
     return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def _run_session(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+def _run_session(script: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | settings
     return subprocess.run(
         ["bash", "-c", script],
         cwd=cwd,
@@ -287,10 +342,11 @@ def test_the_readme_session_works_every_time(dev: Dev, tmp_path: Path) -> None:
         Path(sys.executable).parent / "artifact-gateway"
     )
     (checkout / ".gateway-data").symlink_to(dev.data_dir)
-    script = _readme_session().replace("http://127.0.0.1:8080", dev.base)
+    script = _readme_session()
+    assert "8080" not in script.replace("${GATEWAY_PORT:-8080}", "")  # follows GATEWAY_PORT
     published = []
     for _ in range(2):
-        result = _run_session(script, checkout)
+        result = _run_session(script, checkout, GATEWAY_PORT=str(dev.port))
         assert result.returncode == 0 and result.stderr == "", result.stderr
         artifact = json.loads(result.stdout)
         assert artifact["type"] == "artifact" and artifact["name"] == "report.md"
@@ -337,3 +393,224 @@ def test_dev_demo_seeds_once_and_the_banner_links_the_browser(dev: Dev) -> None:
     assert len(json.loads(body)["items"]) == len(items)
     status, page = _get(link.split("#", 1)[0])  # the fragment never reaches the server
     assert status == 200 and b'src="/ui/assets/app.js"' in page
+
+
+TAKEN = (
+    r"artifact-gateway: cannot listen on 127\.0\.0\.1:{port}: address already in use; "
+    r"set GATEWAY_PORT=(\d+) \(free now\) or stop what holds it\n"
+)
+
+
+def test_a_taken_port_stops_dev_and_make_run_at_once_naming_a_free_port(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "dev"],
+            env=_env(data_dir, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        # well before Postgres or SeaweedFS could have started: nothing did
+        assert time.monotonic() - started < 10
+        assert result.returncode == 1 and result.stdout == ""
+        match = re.fullmatch(TAKEN.format(port=port), result.stderr)
+        assert match, result.stderr
+        assert not data_dir.exists() and _processes_naming(data_dir) == []
+        with socket.socket() as probe:  # the port it offers is free
+            probe.bind(("127.0.0.1", int(match.group(1))))
+
+        # `make run` says the same before it installs anything
+        venv = tmp_path / "venv"
+        started = time.monotonic()
+        made = subprocess.run(
+            ["make", "--no-print-directory", "run", f"VENV={venv}", f"PYTHON={sys.executable}"],
+            cwd=REPO,
+            env=_env(data_dir, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert time.monotonic() - started < 10
+        assert made.returncode != 0
+        assert re.match(TAKEN.format(port=port), made.stderr), made.stderr
+        assert not venv.exists() and not data_dir.exists()
+
+
+def test_dev_help_names_the_listen_address_variables() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "dev", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    text = " ".join(result.stdout.split())
+    assert "GATEWAY_HOST:GATEWAY_PORT (default 127.0.0.1:8080)" in text
+    assert "GATEWAY_DATA_DIR" in text and "replica.env" in text
+
+
+def test_the_banners_replica_line_serves_the_same_artifacts(dev: Dev, tmp_path: Path) -> None:
+    env_file = dev.data_dir / "replica.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    line = next(line.strip() for line in dev.banner if line.strip().startswith("set -a; . "))
+    assert f". {env_file}; set +a; GATEWAY_PORT=" in line and line.endswith(" serve")
+    port = free_port()
+    command = re.sub(r"GATEWAY_PORT=\d+", f"GATEWAY_PORT={port}", line)
+    replica = subprocess.Popen(
+        ["bash", "-c", f"{command} --workers 1"],
+        cwd=Path.cwd(),  # where dev ran: the banner's command is relative to it
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")},  # nothing else
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, replica)  # type: ignore[arg-type]
+        # published through the replica with dev's token and lease key ...
+        script = _banner_session(dev.banner).replace(dev.base, base)
+        result = _run_session(script, tmp_path)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        artifact = json.loads(result.stdout.splitlines()[0])
+        # ... dev serves it, from the same Postgres and SeaweedFS
+        token = next(line.split("export TOKEN=", 1)[1] for line in dev.banner if "TOKEN=" in line)
+        auth = {"Authorization": f"Bearer {token}"}
+        status, body = _get(f"{dev.base}/v1/projects/demo/artifacts/{artifact['id']}/content", auth)
+        assert status == 200 and body == (tmp_path / "report.md").read_bytes()
+    finally:
+        os.killpg(replica.pid, signal.SIGTERM)
+        replica.wait(60)
+
+
+def _read_pty(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.extend(chunk)
+
+
+def _wait_for(output: bytearray, text: str, pid: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text.encode() not in output:
+        assert time.monotonic() < deadline, f"no {text!r} in {bytes(output)[-3000:]!r}"
+        assert psutil.pid_exists(pid), bytes(output)[-3000:]
+        time.sleep(0.1)
+
+
+def test_dev_in_a_terminal_logs_words_and_ctrl_c_twice_stops_at_once(tmp_path: Path) -> None:
+    import pty
+    import threading
+
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = _env(data_dir, port) | {"NO_COLOR": "1"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: dev with the terminal as stdin, stdout and stderr
+        os.execve(sys.executable, [sys.executable, "-m", "gateway.cli", "dev"], env)
+    output = bytearray()
+    reader = threading.Thread(target=_read_pty, args=(fd, output), daemon=True)
+    reader.start()
+    upload = None
+    try:
+        _wait_for(output, "Ctrl-C stops", pid)
+        token = re.search(rb"export TOKEN=(\S+)", output).group(1).decode()  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while _get(base + "/readyz")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        _wait_for(output, "route=/readyz", pid)
+        logs = [line for line in bytes(output).decode().splitlines() if "http.request" in line]
+        assert logs and not any(line.lstrip().startswith("{") for line in logs)  # words
+        assert b"\x1b[" not in output  # NO_COLOR
+        children = [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        assert children
+
+        # an upload in flight: the head and part of the body, then nothing
+        lease = _post_json(
+            base + "/v1/projects/demo/claims",
+            {"run_id": "r", "step_id": "s", "job_id": "j", "attempt": 1, "worker_session_id": "w"},
+            {"Authorization": f"Bearer {token}"},
+        )["lease_token"]
+        upload = socket.create_connection(("127.0.0.1", port))
+        head = (
+            "POST /v1/projects/demo/artifacts HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nX-Mobius-Lease-Token: {lease}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000000\r\n\r\n"
+            '--b\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        upload.sendall(head.encode() + b"x" * 65536)
+        time.sleep(1.5)
+
+        os.write(fd, b"\x03")  # Ctrl-C
+        _wait_for(
+            output,
+            "stopping: finishing 1 request in flight, at most 30 s; press Ctrl-C again to stop now",
+            pid,
+        )
+        time.sleep(0.5)
+        second = time.monotonic()
+        os.write(fd, b"\x03")  # Ctrl-C again
+        _wait_for(output, "stopping now: cancelling 1 request in flight", pid, timeout=10)
+        _, status = os.waitpid(pid, 0)
+        assert time.monotonic() - second < 15  # not the 30 s of the drain
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert b"stopping Postgres and SeaweedFS" in output
+        time.sleep(0.5)
+        alive = [
+            child
+            for child in children
+            if psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE
+        ]
+        assert alive == [], f"processes left behind: {alive}"
+    finally:
+        if upload is not None:
+            upload.close()
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        os.close(fd)
+        _forget_postgres(data_dir)
+
+
+def test_postgres_leaves_the_folders_above_its_data_dir_alone(tmp_path: Path) -> None:
+    """As root, Postgres runs as another user: it gets its own data location instead
+    of opening up the folders above the data dir."""
+    from gateway.devstack import EmbeddedPostgres, wheel_pginstall
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    data_dir = private / "data"
+    before = _modes_above(data_dir) | _modes_above(wheel_pginstall())
+    postgres = EmbeddedPostgres(data_dir, database="located", durable=False)
+    try:
+        postgres.start()
+        assert postgres.psql("SELECT 1", "located").strip() == "1"
+    finally:
+        postgres.stop()
+    try:
+        assert _modes_above(data_dir) | _modes_above(wheel_pginstall()) == before
+        assert private.stat().st_mode & 0o777 == 0o700
+        if os.geteuid() == 0:  # its data where its user can reach it: not under 0700
+            assert all(f.stat().st_mode & 0o001 for f in postgres.pgdata.resolve().parents)
+            # a second start finds the same data
+            again = EmbeddedPostgres(data_dir, database="located", durable=False).start()
+            try:
+                assert again.pgdata == postgres.pgdata
+                assert again.psql("SELECT 1", "located").strip() == "1"
+            finally:
+                again.stop()
+    finally:
+        _forget_postgres(data_dir)

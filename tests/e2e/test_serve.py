@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,6 +335,64 @@ async def test_drain_timeout_aborts_cleanly(backends, tmp_path, project, http) -
     await _assert_project_empty(backends, project)
 
 
+async def test_a_second_sigint_stops_the_drain_at_once(backends, tmp_path, project, http) -> None:
+    """Ctrl-C drains; Ctrl-C again cancels what is in flight (nothing published)."""
+    with serve(backends, tmp_path, GATEWAY_SHUTDOWN_TIMEOUT_SECONDS="60") as gw:
+        lease = await claim(http, gw.base, project)
+        upload = asyncio.create_task(
+            http.post(
+                f"{gw.base}/v1/projects/{project}/artifacts",
+                data=form(_slow_body(40 * MiB, MiB, 0.2)),
+                headers={"X-Mobius-Lease-Token": lease["lease_token"]},
+            )
+        )
+        await asyncio.sleep(2.5)  # past the first part: a multipart upload is open
+        gw.proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(1.0)
+        assert gw.proc.poll() is None  # draining: the upload may still finish
+        second = time.monotonic()
+        gw.proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(gw.proc.wait, 30)
+        assert time.monotonic() - second < 20  # not the 60 s drain
+        assert gw.proc.returncode == 0
+        with pytest.raises(aiohttp.ClientError):
+            resp = await upload
+            raise aiohttp.ClientError(resp.status)
+        events = [line.get("event") for line in gw.log_lines()]
+        assert "gateway.drain_timeout" in events and "gateway.stopped" in events
+    await _assert_project_empty(backends, project)
+
+
+async def test_gateway_port_0_logs_the_port_listened_on(backends, tmp_path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS"))}
+    environ |= gateway_env(backends) | {"GATEWAY_PORT": "0"}
+    log = tmp_path / "port0.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--workers", "1"],
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    gateway = Gateway(proc, 0, log)
+    try:
+        deadline = time.monotonic() + 60
+        listening: list[dict[str, Any]] = []
+        while not listening:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+            listening = [
+                line for line in gateway.log_lines() if line.get("event") == "gateway.listening"
+            ]
+        port = listening[0]["port"]
+        assert port > 0
+        gateway.base = f"http://127.0.0.1:{port}"
+        _wait_ready(gateway)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(40)
+
+
 async def _assert_project_empty(backends, project: str) -> None:
     conn = await asyncpg.connect(backends.database_url)
     try:
@@ -444,17 +503,23 @@ async def test_a_taken_port_fails_with_one_line(backends, tmp_path, http, worker
         assert time.monotonic() - started < 15
         assert second.returncode == 1
         assert second.stdout == ""
-        assert second.stderr == (
-            f"artifact-gateway: cannot listen on 127.0.0.1:{gw.port}: address already in use\n"
+        suggested = re.fullmatch(
+            f"artifact-gateway: cannot listen on 127.0.0.1:{gw.port}: address already in use; "
+            r"set GATEWAY_PORT=(\d+) \(free now\) or stop what holds it\n",
+            second.stderr,
         )
+        assert suggested, second.stderr
+        assert int(suggested.group(1)) not in (gw.port, metrics_port)
         # the metrics address is bound just as strictly
         second = _serve_again(
             backends, free_port(), workers, GATEWAY_METRICS_PORT=str(metrics_port)
         )
         assert second.returncode == 1
-        assert second.stderr == (
-            f"artifact-gateway: cannot listen on 127.0.0.1:{metrics_port}: address already in use\n"
-        )
+        assert re.fullmatch(
+            f"artifact-gateway: cannot listen on 127.0.0.1:{metrics_port}: address already in "
+            r"use; set GATEWAY_METRICS_PORT=(\d+) \(free now\) or stop what holds it\n",
+            second.stderr,
+        ), second.stderr
         # the first gateway alone answers, on every new connection
         for _ in range(8):
             async with aiohttp.ClientSession() as fresh, fresh.get(gw.base + "/readyz") as resp:

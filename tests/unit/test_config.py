@@ -121,7 +121,7 @@ def test_jwks_file_is_loaded_and_checked(tmp_path) -> None:
 
 def test_cli_stops_with_one_line_naming_the_variable() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve"],
+        [sys.executable, "-m", "gateway.cli", "dev"],
         env={"GATEWAY_PORT": "not-a-port", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -144,10 +144,12 @@ def test_a_refused_url_is_shown_without_its_credentials() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "artifact-gateway: GATEWAY_S3_ENDPOINT_URL: must be an http:// or https:// URL "
+    lines = result.stderr.strip().splitlines()
+    assert (
+        "  GATEWAY_S3_ENDPOINT_URL: must be an http:// or https:// URL "
         "(got 'ftp://[redacted]@s3/?[redacted]')"
-    ]
+    ) in lines
+    assert "s3cret" not in result.stderr
 
 
 def test_serve_requires_configured_backends() -> None:
@@ -187,3 +189,74 @@ def test_event_stream_limits_default_and_parse() -> None:
     ):
         with pytest.raises(ConfigError, match=variable):
             Config.from_env({variable: "0"})
+
+
+def test_one_error_names_every_bad_and_every_missing_variable() -> None:
+    env = {"GATEWAY_PORT": "eighty", "GATEWAY_S3_ENDPOINT_URL": "ftp://x"}
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(env, required=(Config.missing_backends, Config.missing_keys))
+    assert [name for name, _ in info.value.problems] == [
+        "GATEWAY_PORT",
+        "GATEWAY_S3_ENDPOINT_URL",  # bad, so not reported missing a second time
+        "GATEWAY_DATABASE_URL",
+        "GATEWAY_AUTH_JWT_SECRET",
+        "GATEWAY_LEASE_SIGNING_KEY",
+        "GATEWAY_URL_SIGNING_KEYS",
+    ]
+    lines = str(info.value).splitlines()
+    assert lines[0] == "6 settings need fixing:"
+    assert lines[1] == "  GATEWAY_PORT: must be an integer (got 'eighty')"
+    assert "  GATEWAY_DATABASE_URL: is required" in lines
+
+
+def test_every_reader_reports_instead_of_stopping_at_the_first() -> None:
+    env = {
+        "GATEWAY_DB_POOL_MAX": "0",
+        "GATEWAY_S3_BUFFER_SHARE": "2",
+        "GATEWAY_LOG_LEVEL": "loud",
+        "GATEWAY_SERVE_PDF_INLINE": "maybe",
+        "GATEWAY_AUTH_JWT_SECRET": "short",
+        "GATEWAY_LEASE_SIGNING_KEY": "k:short",
+        "GATEWAY_AUTH_JWT_PUBLIC_KEYS": "/nonexistent/jwks.json",
+        "GATEWAY_METRICS_PORT": "0",
+    }
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(env)
+    assert {name for name, _ in info.value.problems} == set(env)
+
+
+def test_s3_keys_come_in_pairs() -> None:
+    config = Config.from_env({"GATEWAY_S3_ACCESS_KEY_ID": "id"})
+    assert config.missing_backends()[-1] == (
+        "GATEWAY_S3_SECRET_ACCESS_KEY",
+        "is required with GATEWAY_S3_ACCESS_KEY_ID",
+    )
+
+
+def test_serve_names_every_missing_variable_in_one_run() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "artifact-gateway: 5 settings need fixing:",
+        "  GATEWAY_DATABASE_URL: is required",
+        "  GATEWAY_S3_ENDPOINT_URL: is required",
+        "  GATEWAY_AUTH_JWT_SECRET: is required (or GATEWAY_AUTH_JWT_PUBLIC_KEYS) to verify "
+        "principal tokens",
+        "  GATEWAY_LEASE_SIGNING_KEY: is required",
+        "  GATEWAY_URL_SIGNING_KEYS: is required",
+    ]
+
+
+def test_log_format_and_no_color_record_what_was_asked() -> None:
+    assert not Config.from_env({}).log_format_set
+    assert Config.from_env({"GATEWAY_LOG_FORMAT": "json"}).log_format_set
+    assert not Config.from_env({}).no_color
+    assert Config.from_env({"NO_COLOR": "1"}).no_color
+    assert not Config.from_env({"NO_COLOR": ""}).no_color  # https://no-color.org: non-empty

@@ -7,6 +7,7 @@ Each case runs in a fresh interpreter: logging configuration is process-wide.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,46 @@ def test_redact_urls() -> None:
         "http://[redacted]@h:1/p?[redacted] and s3://h/b"
     )
     assert redact_urls("no URL: user:pw@host") == "no URL: user:pw@host"
+
+
+def test_console_lines_for_a_terminal_are_plain_words_coloured_unless_no_color() -> None:
+    body = f"""
+        recorder.isatty = lambda: True  # stderr is a terminal
+        configure_logging("info", "console", colors={{colors}})
+        get_logger("gateway.http").info("http.request", route="/readyz", token="{JWT}")
+        logging.getLogger("aiohttp.server").warning("slow %s", "client")
+        """
+    for colors in (False, True):
+        writes = run(body.format(colors=colors))
+        assert len(writes) == 2
+        for write in writes:
+            assert write.endswith("\n") and write.count("\n") == 1
+            assert not write.startswith("{")  # not JSON
+            assert JWT not in write
+            assert ("\x1b[" in write) is colors
+        plain = [re.sub(r"\x1b\[[0-9;]*m", "", write) for write in writes]
+        assert "http.request" in plain[0] and "route=/readyz" in plain[0]
+        assert "token=[redacted]" in plain[0]
+        assert "slow client" in plain[1] and "aiohttp.server" in plain[1]
+
+
+def test_console_lines_off_a_terminal_have_no_colours() -> None:
+    writes = run(
+        """
+        configure_logging("info", "console", colors=True)  # stderr is not a terminal
+        get_logger("gateway.http").info("http.request")
+        """
+    )
+    assert len(writes) == 1 and "\x1b[" not in writes[0]
+
+
+def test_dev_logs_console_lines_in_a_terminal_unless_a_format_is_set(monkeypatch) -> None:
+    from gateway import cli
+    from gateway.config import Config
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert cli._dev_log_format(Config.from_env({})).log_format == "console"
+    chosen = Config.from_env({"GATEWAY_LOG_FORMAT": "json"})
+    assert cli._dev_log_format(chosen).log_format == "json"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert cli._dev_log_format(Config.from_env({})).log_format == "json"

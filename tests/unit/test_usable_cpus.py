@@ -128,7 +128,7 @@ def test_this_machine() -> None:
 def test_serve_defaults_to_the_usable_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[int] = []
     config = SimpleNamespace(require_backends=lambda: None, require_keys=lambda: None)
-    monkeypatch.setattr(cli, "_load_config", lambda: config)
+    monkeypatch.setattr(cli, "_load_config", lambda *required: config)
     monkeypatch.setattr(cli, "_listen", lambda config: None)
     monkeypatch.setattr(
         cli, "_run_server", lambda config, listeners, workers=1: started.append(workers)
