@@ -29,6 +29,8 @@ class ApiError(Exception):
     status: int = 500
     code: str = "internal_error"
     title: str = "Internal server error"
+    #: Headers every answer of this error carries (e.g. ``WWW-Authenticate`` on a 401).
+    default_headers: Mapping[str, str] = {}
 
     def __init__(
         self,
@@ -39,21 +41,29 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
-        self.headers = dict(headers or {})
+        self.headers = {**self.default_headers, **(headers or {})}
         self.extra = dict(extra or {})
 
 
-def _error(status: int, code: str, title: str) -> type[ApiError]:
+def _error(
+    status: int, code: str, title: str, headers: Mapping[str, str] | None = None
+) -> type[ApiError]:
     return type(
         "".join(part.capitalize() for part in code.split("_")),
         (ApiError,),
-        {"status": status, "code": code, "title": title},
+        {"status": status, "code": code, "title": title, "default_headers": dict(headers or {})},
     )
+
+
+#: RFC 9110 §11.6.1 and RFC 6750 §3: a 401 names the scheme it wants.
+WWW_AUTHENTICATE = 'Bearer realm="artifact-gateway"'
 
 
 InvalidRequest = _error(400, "invalid_request", "Invalid request")
 LineageNotAllowed = _error(400, "lineage_not_allowed", "Lineage is derived from the lease")
-Unauthenticated = _error(401, "unauthenticated", "Authentication required")
+Unauthenticated = _error(
+    401, "unauthenticated", "Authentication required", {"WWW-Authenticate": WWW_AUTHENTICATE}
+)
 LeaseInactive = _error(403, "lease_inactive", "Lease is not active")
 LeaseSuperseded = _error(403, "lease_superseded", "Lease was superseded by a newer attempt")
 Forbidden = _error(403, "forbidden", "Forbidden")

@@ -11,6 +11,7 @@ from typing import Any
 from gateway import __version__
 from gateway.config import Config
 from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS
+from gateway.errors import WWW_AUTHENTICATE
 from gateway.events import STREAM_END_REASONS
 
 JSON = "application/json"
@@ -41,6 +42,31 @@ def _bytes(description: str) -> dict[str, Any]:
 def _problems(*statuses: int) -> dict[str, Any]:
     return {str(status): {"$ref": f"#/components/responses/Problem{status}"} for status in statuses}
 
+
+_RETRY_AFTER = {
+    "description": "seconds to wait before retrying",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "headers": {
+            "WWW-Authenticate": {
+                "description": f"always `{WWW_AUTHENTICATE}`",
+                "schema": {"type": "string"},
+            }
+        }
+    },
+    415: {
+        "headers": {
+            "Accept-Encoding": {
+                "description": "`identity` when the body carried a Content-Encoding",
+                "schema": {"type": "string"},
+            }
+        }
+    },
+    429: {"headers": {"Retry-After": {**_RETRY_AFTER, "required": True}}},
+    503: {"headers": {"Retry-After": _RETRY_AFTER}},
+}
 
 _PROBLEM_TEXT = {
     400: "invalid_request or lineage_not_allowed",
@@ -129,6 +155,10 @@ _SCHEMAS: dict[str, Any] = {
             "code": {"type": "string"},
             "detail": {"type": "string"},
             "request_id": {"type": "string"},
+            "instance": {
+                "type": "string",
+                "description": "the path of the request that failed (never its query)",
+            },
         },
     },
     "ArtifactRef": {
@@ -759,6 +789,7 @@ def document() -> dict[str, Any]:
                 f"Problem{status}": {
                     "description": text,
                     "content": {PROBLEM: {"schema": _ref("Problem")}},
+                    **_PROBLEM_HEADERS.get(status, {}),
                 }
                 for status, text in _PROBLEM_TEXT.items()
             },

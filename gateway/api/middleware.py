@@ -161,14 +161,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         problem = problem_for(exc)
         assert problem is not None
-        return problem_response(problem, request_id_of(request))
+        return problem_response(problem, request_id_of(request), request)
     except Exception as exc:
         if client_gone(request):
             # The client went away (an abandoned upload, a download it stopped
             # reading): its doing, not the gateway's. Whatever the handler then
             # failed on, the outcome is 499 client_closed, apart from the 5xx.
             log.info("http.client_closed", route=route_of(request), error=type(exc).__name__)
-            return problem_response(_CLIENT_CLOSED, request_id_of(request))
+            return problem_response(_CLIENT_CLOSED, request_id_of(request), request)
         problem = problem_for(exc)
         if problem is None:
             log.exception("http.unhandled_error", route=route_of(request))
@@ -177,7 +177,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning("http.backend_error", code=problem.code, error=type(exc).__name__)
             if isinstance(exc, DB_BROKEN_CONNECTION):
                 await _drop_pooled_connections(request)
-        return problem_response(problem, request_id_of(request))
+        return problem_response(problem, request_id_of(request), request)
     return response
 
 

@@ -51,10 +51,17 @@ def problem_for(exc: BaseException) -> Problem | None:
     return None if api is None else Problem.of(api)
 
 
-def problem_response(problem: Problem, request_id: str) -> web.Response:
+def problem_response(
+    problem: Problem, request_id: str, request: web.BaseRequest | None = None
+) -> web.Response:
+    """The problem+json answer; with ``request``, its ``instance`` is the request's path
+    (RFC 9457 §3.1.5: the occurrence; never the query, which may carry a signature)."""
+    body = problem.body(request_id)
+    if request is not None:
+        body.setdefault("instance", request.path)
     return web.Response(
         status=problem.status,
-        text=json.dumps(problem.body(request_id)),
+        text=json.dumps(body),
         content_type=PROBLEM_CONTENT_TYPE,
         headers=problem.headers,
     )
