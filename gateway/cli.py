@@ -423,7 +423,10 @@ def _print_banner(
             f"  curl -s $GW/v1/projects/demo/artifacts/$ID/content {auth}",
             "",
         ]
-    lines.append("Ctrl-C stops the gateway, Postgres and SeaweedFS.")
+    lines.append(
+        "Ctrl-C stops the gateway, Postgres and SeaweedFS: requests in flight finish first "
+        f"(at most {config.shutdown_timeout_seconds:g} s); Ctrl-C again stops at once."
+    )
     print("\n".join(lines), flush=True)
 
 

