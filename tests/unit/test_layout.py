@@ -82,11 +82,13 @@ def test_only_the_mcp_server_imports_the_mcp_sdk() -> None:
             assert not imported_packages(path) & {"mcp", "pydantic"}, path
 
 
-def test_root_distribution_carries_the_client() -> None:
-    """A checkout installs server and client alike, type-checked and linted together."""
+def test_root_distribution_depends_on_the_client_and_checks_it_together() -> None:
+    """The server's distribution carries no copy of the client (it depends on
+    `mobius-artifacts`, tests/unit/test_packaging.py); the checkout type-checks and
+    lints both together."""
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
     find = root["tool"]["setuptools"]["packages"]["find"]
-    assert "client" in find["where"] and "mobius_artifacts*" in find["include"]
-    assert root["project"]["scripts"]["mobius-artifacts"] == "mobius_artifacts.cli:main"
+    assert "where" not in find and not [p for p in find["include"] if "mobius" in p]
+    assert "mobius-artifacts" not in root["project"]["scripts"]
     assert "mobius_artifacts" in root["tool"]["mypy"]["packages"]
     assert root["tool"]["mypy"]["mypy_path"] == "client"

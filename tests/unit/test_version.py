@@ -8,11 +8,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from mobius_artifacts.transport import USER_AGENT
 from packaging.version import Version
 
 from gateway import __version__, metrics
 from gateway.cli import build_parser
-from gateway.client.core import USER_AGENT
 from gateway.openapi import document
 
 ROOT = Path(__file__).resolve().parents[2]
