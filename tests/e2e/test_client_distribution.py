@@ -96,9 +96,9 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     )
 
     installed = set(json.loads(run(python, "-c", LIST_DISTRIBUTIONS, cwd=tmp_path)))
-    assert {"mobius-artifacts", "aiohttp"} <= installed
+    # the progress bar and shell completion are always there: no extra to know about
+    assert {"mobius-artifacts", "aiohttp", "tqdm", "shtab"} <= installed
     assert not installed & set(SERVER_ONLY), sorted(installed & set(SERVER_ONLY))
-    assert "tqdm" not in installed  # the progress bar is the [progress] extra
     assert "mcp" not in installed  # the MCP server is the [mcp] extra
 
     (site_packages,) = (venv / "lib").glob("python3.*/site-packages")
@@ -106,10 +106,10 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     assert size < MAX_SITE_PACKAGES, f"site-packages holds {size / 1e6:.1f} MB"
 
     modules = set(json.loads(run(python, "-c", IMPORT_ALL, cwd=tmp_path)))
-    assert not modules & {"gateway", "leases", "storage", "tqdm", "mcp"}, sorted(modules)
+    assert not modules & {"gateway", "leases", "storage", "mcp"}, sorted(modules)
     version = run(venv / "bin" / "mobius-artifacts", "--version", cwd=tmp_path).strip()
     assert version == f"mobius-artifacts {mobius_artifacts.__version__}"
-    # without tqdm, and with no gateway to talk to: a configuration error, exit 2
+    # with no gateway to talk to: a configuration error, exit 2
     result = subprocess.run(
         [venv / "bin" / "mobius-artifacts", "quota"],
         env={"PATH": os.environ.get("PATH", "")},

@@ -56,6 +56,7 @@ OLD_NAMES = [
     "Unauthenticated",
     "Unavailable",
     "download",
+    "download_to",
     "publish",
 ]
 ENV = {"MOBIUS_ARTIFACTS_URL": "http://gw.example:8080", "MOBIUS_PROJECT": "p"}
@@ -107,6 +108,7 @@ SYNC_METHODS = [
     "get",
     "list",
     "download",
+    "download_to",
     "read_content",
     "signed_url",
     "delete",
