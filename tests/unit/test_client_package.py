@@ -56,7 +56,6 @@ OLD_NAMES = [
     "Unauthenticated",
     "Unavailable",
     "download",
-    "download_to",
     "publish",
 ]
 ENV = {"MOBIUS_ARTIFACTS_URL": "http://gw.example:8080", "MOBIUS_PROJECT": "p"}
