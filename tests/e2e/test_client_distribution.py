@@ -38,13 +38,14 @@ LIST_DISTRIBUTIONS = (
     "print(json.dumps(sorted(d.metadata['Name'].lower().replace('_', '-') "
     "for d in m.distributions())))"
 )
-# Every module of the package imports (but the MCP server, which needs the `mcp`
-# extra), and none of the server comes along.
+# Every module of the package imports (but the MCP server and its transport, which
+# need the `mcp` extra), and none of the server comes along.
 IMPORT_ALL = (
     "import importlib, json, pkgutil, sys, mobius_artifacts as p; "
     "[importlib.import_module(m.name) "
     "for m in pkgutil.walk_packages(p.__path__, 'mobius_artifacts.') "
-    "if m.name not in ('mobius_artifacts.__main__', 'mobius_artifacts.mcp_server')]; "
+    "if m.name not in ('mobius_artifacts.__main__', 'mobius_artifacts.mcp_server', "
+    "'mobius_artifacts.mcp_transport')]; "
     "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))"
 )
 
