@@ -120,7 +120,7 @@ def _out(line: str) -> None:
 
 
 def _say(line: str) -> None:
-    """A line on stderr that leaves a progress bar intact (and a line of JSON alone)."""
+    """A line on stderr, drawn above a progress bar rather than through it."""
     from tqdm import tqdm
 
     tqdm.write(redact(line), file=sys.stderr)
