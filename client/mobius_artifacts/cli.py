@@ -1,20 +1,26 @@
-"""``mobius-artifacts``: publish, ls, download, url, rm, quota, watch, and mcp.
+"""``mobius-artifacts``: publish, ls, download, url, rm, quota, watch, completion and mcp.
 
-The same subcommands are part of the server's ``artifact-gateway`` command line.
-They read the same environment as the Python client (``MOBIUS_ARTIFACTS_URL``,
-``MOBIUS_LEASE_TOKEN``, ``MOBIUS_ARTIFACTS_TOKEN``, ``MOBIUS_PROJECT``,
-``MOBIUS_ARTIFACTS_CA_BUNDLE``, the proxy variables); ``--url``, ``--token``,
-``--lease-token``, ``--project`` and ``--ca-bundle`` override it. Uploads and
-downloads draw a progress bar on stderr when stderr is a terminal and tqdm is
-installed (``pip install 'mobius-artifacts[progress]'``).
+The same subcommands (but ``completion``) are part of the server's
+``artifact-gateway`` command line. They read the same environment as the Python
+client (``MOBIUS_ARTIFACTS_URL``, ``MOBIUS_LEASE_TOKEN``, ``MOBIUS_ARTIFACTS_TOKEN``,
+``MOBIUS_PROJECT``, ``MOBIUS_ARTIFACTS_CA_BUNDLE``, the proxy variables); ``--url``,
+``--token``, ``--lease-token``, ``--project`` and ``--ca-bundle`` override it. These
+global options, with ``--retries``, ``--json`` and ``--no-progress``, go before or
+after the subcommand. A transfer larger than :data:`PROGRESS_MIN_BYTES` draws a
+progress bar on stderr when stderr is a terminal (``--no-progress``: never).
 
 ``download`` keeps an existing file named after the artifact unless ``--force``;
-``publish`` checks every file before publishing any.
+``-o -`` writes the bytes to stdout. ``publish`` checks every file before
+publishing any. Before each retry of a transient failure a line on stderr says
+what failed ("cannot reach the gateway at URL: connection refused (is it
+running?)") and when the next attempt is.
 
 Exit status: 0 ok, 1 other errors, 2 usage or configuration, 3 authentication or
 authorisation (401/403, lease errors included), 4 quota or size (413),
 5 gateway unavailable after retries. An error prints one line,
-``mobius-artifacts: <code>: <detail>`` (``artifact-gateway: …`` there), on stderr.
+``mobius-artifacts: <code>: <detail> (request id <id>)`` (``artifact-gateway: …``
+there; the request id when the gateway gave one), on stderr; with ``--json``, one
+JSON object ``{"code", "detail", "status", "request_id"}`` instead.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from mobius_artifacts._version import __version__
 from mobius_artifacts.errors import (
@@ -71,10 +77,41 @@ def exit_status(exc: ArtifactError) -> int:
     return EXIT_ERROR
 
 
-def _fail(code: str, detail: str, status: int, prog: str = PROG) -> NoReturn:
-    line = redact(" ".join(f"{prog}: {code}: {detail}".split()))
+# With --json, errors are JSON objects on stderr (set once the arguments are read).
+_json_errors = False
+
+
+def _fail(
+    code: str,
+    detail: str,
+    status: int,
+    prog: str = PROG,
+    *,
+    http_status: int | None = None,
+    request_id: str | None = None,
+) -> NoReturn:
+    detail = redact(" ".join(detail.split()))
+    if _json_errors:
+        problem = {"code": code, "detail": detail, "status": http_status, "request_id": request_id}
+        line = json.dumps(problem)
+    else:
+        line = f"{prog}: {code}: {detail}"
+        if request_id:
+            line += f" (request id {redact(request_id)})"
     sys.stderr.write(line + "\n")
+    sys.stderr.flush()
     raise SystemExit(status)
+
+
+def _fail_with(exc: ArtifactError, prog: str = PROG) -> NoReturn:
+    _fail(
+        exc.code,
+        exc.detail,
+        exit_status(exc),
+        prog,
+        http_status=exc.status,
+        request_id=exc.request_id,
+    )
 
 
 def _out(line: str) -> None:
@@ -82,11 +119,38 @@ def _out(line: str) -> None:
     sys.stdout.flush()
 
 
+def _say(line: str) -> None:
+    """A line on stderr, drawn above a progress bar rather than through it."""
+    from tqdm import tqdm
+
+    tqdm.write(redact(line), file=sys.stderr)
+
+
+def retry_notice(prog: str, retries: int) -> Callable[[Unavailable, int, float], None]:
+    """The ``on_retry`` hook of the command line: one line on stderr before each retry."""
+
+    def notice(error: Unavailable, failures: int, delay: float) -> None:
+        if _json_errors:
+            return
+        rid = f" (request id {error.request_id})" if error.request_id else ""
+        _say(
+            f"{prog}: {error.detail}{rid}; retrying in {delay:.1f} s "
+            f"(retry {failures} of {retries}; --retries 0 stops at once)"
+        )
+
+    return notice
+
+
 # ------------------------------------------------------------------ progress bar
 
 
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+"""A transfer draws a progress bar once it is known to be larger than this."""
+
+
 class ProgressBar:
-    """A byte progress bar on stderr (tqdm), drawn only when stderr is a terminal."""
+    """A byte progress bar on stderr (tqdm) for a transfer above :data:`PROGRESS_MIN_BYTES`,
+    drawn only when enabled (the command line: when stderr is a terminal)."""
 
     def __init__(self, label: str, *, enabled: bool) -> None:
         self._label = label
@@ -97,11 +161,10 @@ class ProgressBar:
         if not self._enabled:
             return
         if self._bar is None:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # the bar is a nicety, never a requirement
-                self._enabled = False
-                return
+            if max(total or 0, done) <= PROGRESS_MIN_BYTES:
+                return  # a small transfer is over before a bar would say anything
+            from tqdm import tqdm
+
             self._bar = tqdm(
                 total=total,
                 desc=self._label,
@@ -180,6 +243,7 @@ async def cmd_publish(client: AsyncArtifactClient, args: argparse.Namespace) -> 
                 metadata=args.metadata,
                 derived_from=args.derived_from,
                 mime=args.mime,
+                idempotency_key=args.idempotency_key,
                 progress=bar,
                 artifact_type=args.artifact_type,
             )
@@ -189,32 +253,54 @@ async def cmd_publish(client: AsyncArtifactClient, args: argparse.Namespace) -> 
 
 
 async def cmd_ls(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
+    artifacts = aiter(
+        client.list(
+            run_id=args.run_id,
+            step_id=args.step_id,
+            job_id=args.job_id,
+            attempt=args.attempt,
+            session_id=args.session_id,
+            owner=args.owner,
+            mime_class=args.mime_class,
+            name_prefix=args.name_prefix,
+            include_deleted=args.include_deleted,
+            page_size=min(args.limit, 200) if args.limit else None,
+            artifact_type=args.artifact_type,
+        )
+    )
+    # The first page before anything is printed: a failing listing prints no header.
+    first = await anext(artifacts, None)
     if not args.json:
         _out(
             TABLE.format(id="ID", size="SIZE", created="CREATED (UTC)", owner="OWNER", name="NAME")
         )
+    if first is None:
+        return
     shown = 0
-    async for artifact in client.list(
-        run_id=args.run_id,
-        step_id=args.step_id,
-        job_id=args.job_id,
-        attempt=args.attempt,
-        session_id=args.session_id,
-        owner=args.owner,
-        mime_class=args.mime_class,
-        name_prefix=args.name_prefix,
-        include_deleted=args.include_deleted,
-        page_size=min(args.limit, 200) if args.limit else None,
-        artifact_type=args.artifact_type,
-    ):
+    artifact: Artifact | None = first
+    while artifact is not None:
         _out(json.dumps(dict(artifact.raw)) if args.json else _row(artifact))
         shown += 1
         if args.limit and shown >= args.limit:
             break
+        artifact = await anext(artifacts, None)
+
+
+def _to_stdout(args: argparse.Namespace) -> bool:
+    return args.output is not None and str(args.output) == "-"
 
 
 async def cmd_download(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
+    if _to_stdout(args):
+        # bytes only on stdout; verified at the end (a mismatch: exit 1, one line on stderr)
+        bar = _progress(args, args.id)
+        try:
+            await client.download_to(args.id, sys.stdout.buffer, progress=bar)
+        finally:
+            bar.close()
+        return
     dest: Path = args.output or Path.cwd()
+    artifact: Artifact | None = None
     if not args.force and await asyncio.to_thread(dest.is_dir):
         # The file is named after the artifact: never replace a file that happens
         # to have its name (an explicit ``-o FILE`` is the user's choice).
@@ -231,7 +317,16 @@ async def cmd_download(client: AsyncArtifactClient, args: argparse.Namespace) ->
         path = await client.download(args.id, dest, progress=bar)
     finally:
         bar.close()
-    _out(str(path))
+    if not args.json:
+        _out(str(path))
+        return
+    if artifact is None:
+        artifact = await client.get(args.id)
+    _out(
+        json.dumps(
+            {"path": str(path), "id": artifact.id, "size": artifact.size, "sha256": artifact.sha256}
+        )
+    )
 
 
 def _taken(path: Path) -> bool:
@@ -240,12 +335,17 @@ def _taken(path: Path) -> bool:
 
 async def cmd_url(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
     signed = await client.signed_url(args.id, expires_in=args.expires_in)
-    _out(signed.url)
+    if args.json:
+        _out(json.dumps({"url": signed.url, "expires_at": signed.expires_at.isoformat()}))
+    else:
+        _out(signed.url)
 
 
 async def cmd_rm(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
     for artifact_id in args.ids:
         await client.delete(artifact_id)
+        if args.json:
+            _out(json.dumps({"id": artifact_id, "state": "deleted"}))
 
 
 async def cmd_quota(client: AsyncArtifactClient, args: argparse.Namespace) -> None:
@@ -275,7 +375,7 @@ async def cmd_watch(client: AsyncArtifactClient, args: argparse.Namespace) -> No
 # ------------------------------------------------------------------------ running
 
 
-def _client(args: argparse.Namespace) -> AsyncArtifactClient:
+def _client(args: argparse.Namespace, prog: str) -> AsyncArtifactClient:
     from mobius_artifacts.client import AsyncArtifactClient
 
     return AsyncArtifactClient(
@@ -285,20 +385,21 @@ def _client(args: argparse.Namespace) -> AsyncArtifactClient:
         project=args.project,
         retries=args.retries,
         ca_bundle=args.ca_bundle,
+        on_retry=retry_notice(prog, args.retries),
     )
 
 
-async def _run(command: Command, args: argparse.Namespace) -> None:
-    async with _client(args) as client:
+async def _run(command: Command, args: argparse.Namespace, prog: str) -> None:
+    async with _client(args, prog) as client:
         await command(client, args)
 
 
 def run(command: Command, args: argparse.Namespace, prog: str = PROG) -> None:
     """Run one client command, turning every failure into an exit status and one line."""
     try:
-        asyncio.run(_run(command, args))
+        asyncio.run(_run(command, args, prog))
     except ArtifactError as exc:
-        _fail(exc.code, exc.detail, exit_status(exc), prog)
+        _fail_with(exc, prog)
     except Refused as exc:
         _fail(exc.code, exc.detail, exc.status, prog)
     except KeyboardInterrupt:
@@ -328,6 +429,8 @@ class UsageError(Exception):
 def _check_publish(args: argparse.Namespace, prog: str) -> None:
     if args.name and len(args.files) > 1:
         raise UsageError("--name applies to a single FILE")
+    if args.idempotency_key is not None and len(args.files) > 1:
+        raise UsageError("--idempotency-key applies to a single FILE")
     if "-" in args.files and not args.name:
         raise UsageError("publishing stdin ('-') needs --name")
     if args.files.count("-") > 1:
@@ -361,6 +464,7 @@ def _bind(
     check: Callable[[argparse.Namespace, str], None] | None = None,
 ) -> Callable[[argparse.Namespace], None]:
     def func(args: argparse.Namespace) -> None:
+        _with_defaults(args)
         if check is not None:
             try:
                 check(args, prog)
@@ -391,29 +495,83 @@ def _count(text: str) -> int:
     return value
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("gateway connection (overrides the environment)")
-    group.add_argument("--url", help="gateway base URL (default: $MOBIUS_ARTIFACTS_URL)")
-    group.add_argument("--token", help="principal token (default: $MOBIUS_ARTIFACTS_TOKEN)")
-    group.add_argument("--lease-token", help="lease token (default: $MOBIUS_LEASE_TOKEN)")
+# The global options: each parser that takes them (the command line itself and every
+# subcommand) leaves them unset unless given, so that one given before the subcommand
+# is not reset by the subcommand's default; the defaults are applied at dispatch.
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "url": None,
+    "token": None,
+    "lease_token": None,
+    "project": None,
+    "retries": 5,
+    "ca_bundle": None,
+    "json": False,
+    "no_progress": False,
+}
+# what shtab completes for an argument (no import needed to say it)
+FILES = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+DIRECTORIES = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d"}
+
+
+def _with_defaults(args: argparse.Namespace) -> None:
+    global _json_errors  # noqa: PLW0603 - read by _fail, once per process
+    for name, value in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    _json_errors = _json_errors or bool(args.json)
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``--url``, ``--token``, … ``--json``, ``--no-progress`` (see :data:`GLOBAL_DEFAULTS`)."""
+    unset = argparse.SUPPRESS
+    group = parser.add_argument_group("global options (before or after the subcommand)")
+    group.add_argument(
+        "--url", default=unset, help="gateway base URL (default: $MOBIUS_ARTIFACTS_URL)"
+    )
+    group.add_argument(
+        "--token", default=unset, help="principal token (default: $MOBIUS_ARTIFACTS_TOKEN)"
+    )
+    group.add_argument(
+        "--lease-token", default=unset, help="lease token (default: $MOBIUS_LEASE_TOKEN)"
+    )
     group.add_argument(
         "--project",
+        default=unset,
         help="project id (default: $MOBIUS_PROJECT, else the lease token's project)",
     )
     group.add_argument(
         "--retries",
         type=_count,
-        default=5,
-        help="retries of a transient failure (default 5)",
+        default=unset,
+        help="retries of a transient failure (default 5; each one says so on stderr)",
     )
-    group.add_argument(
+    ca_bundle = group.add_argument(
         "--ca-bundle",
         metavar="PEM",
+        default=unset,
         help="trust these certificate authorities (default: $MOBIUS_ARTIFACTS_CA_BUNDLE, "
         "else the system's)",
     )
-    group.add_argument("--no-progress", action="store_true", help="never draw a progress bar")
+    ca_bundle.complete = FILES  # type: ignore[attr-defined]
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=unset,
+        help="JSON output: one object per line on stdout; an error as one object "
+        '{"code", "detail", "status", "request_id"} on stderr',
+    )
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=unset,
+        help=f"never draw a progress bar (default: one on a terminal for transfers "
+        f"above {PROGRESS_MIN_BYTES // (1024 * 1024)} MiB)",
+    )
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common)
     return common
 
 
@@ -431,7 +589,10 @@ def register_client_commands(
         parents=[common],
         help="publish files; prints each artifact reference as a JSON line",
     )
-    publish.add_argument("files", nargs="+", metavar="FILE", help="file to publish ('-': stdin)")
+    files = publish.add_argument(
+        "files", nargs="+", metavar="FILE", help="file to publish ('-': stdin)"
+    )
+    files.complete = FILES  # type: ignore[attr-defined]
     publish.add_argument("--name", help="artifact name (default: the file name; one FILE only)")
     publish.add_argument("--description", help="free text, at most 4 KiB")
     publish.add_argument("--metadata", type=_json_object, help="a JSON object, at most 16 KiB")
@@ -441,6 +602,12 @@ def register_client_commands(
     publish.add_argument("--mime", help="media type (default: guessed by the gateway)")
     publish.add_argument(
         "--artifact-type", metavar="TYPE", help="a label such as report, plan, dataset or log"
+    )
+    publish.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="the same KEY and bytes publish once (a rerun answers the same artifact; other "
+        "bytes: idempotency_conflict); one FILE only (default: a new key per run)",
     )
     publish.set_defaults(func=_bind(cmd_publish, prog, _check_publish))
 
@@ -456,20 +623,21 @@ def register_client_commands(
     ls.add_argument("--artifact-type", metavar="TYPE")
     ls.add_argument("--include-deleted", action="store_true", help="show tombstones too")
     ls.add_argument("--limit", type=_count, help="show at most this many")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
     ls.set_defaults(func=_bind(cmd_ls, prog))
 
     download = sub.add_parser(
         "download", parents=[common], help="download an artifact, verified by sha256"
     )
     download.add_argument("id", metavar="ID")
-    download.add_argument(
+    output = download.add_argument(
         "-o",
         "--output",
         type=Path,
         metavar="PATH",
-        help="file or directory to write (default: the artifact's name, here)",
+        help="file or directory to write (default: the artifact's name, here); '-': stdout, "
+        "the bytes only, verified at the end (a mismatch: exit status 1)",
     )
+    output.complete = FILES  # type: ignore[attr-defined]
     download.add_argument(
         "--force",
         action="store_true",
@@ -487,19 +655,18 @@ def register_client_commands(
     rm.set_defaults(func=_bind(cmd_rm, prog))
 
     quota = sub.add_parser("quota", parents=[common], help="the project's quota")
-    quota.add_argument("--json", action="store_true")
     quota.set_defaults(func=_bind(cmd_quota, prog))
 
     watch = sub.add_parser("watch", parents=[common], help="print events as they arrive")
     watch.add_argument("--after", type=_count, default=0, metavar="N", help="after this seq")
     watch.add_argument("--type", choices=("artifact.created", "artifact.deleted"))
     watch.add_argument("--count", type=_count, metavar="N", help="stop after N events")
-    watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.set_defaults(func=_bind(cmd_watch, prog))
 
 
 def cmd_mcp(args: argparse.Namespace) -> None:
     """``mobius-artifacts mcp``: the MCP server for agents (the ``mcp`` extra)."""
+    _with_defaults(args)
     try:
         from mobius_artifacts import mcp_server
     except ImportError as exc:
@@ -522,21 +689,52 @@ def cmd_mcp(args: argparse.Namespace) -> None:
         )
         http = mcp_server.parse_http(args.http) if args.http else None
     except ArtifactError as exc:
-        _fail(exc.code, exc.detail, exit_status(exc))
+        _fail_with(exc)
     try:
         asyncio.run(mcp_server.serve(agent, http))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
 
+SHELLS = ("bash", "zsh", "tcsh")
+
+
+def completion_script(shell: str) -> str:
+    """The tab-completion script of ``mobius-artifacts`` for ``shell`` (by shtab)."""
+    import shtab
+
+    script: str = shtab.complete(build_parser(), shell=shell)
+    return script
+
+
+def cmd_completion(args: argparse.Namespace) -> None:
+    """``mobius-artifacts completion bash|zsh|tcsh``: print the completion script."""
+    _with_defaults(args)
+    _out(completion_script(args.shell).rstrip("\n"))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one JSON object on stderr with --json."""
+
+    def error(self, message: str) -> NoReturn:
+        if _json_errors:
+            _fail("usage", f"{self.prog}: {message}", EXIT_USAGE, self.prog)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG,
         description="Publish, list, download and follow artifacts of the Mobius artifact "
         "gateway. Configuration comes from MOBIUS_* variables; options override them.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_global_options(parser)
+    # (the subcommands' parsers are Parsers too: argparse makes them of the parser's class)
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     register_client_commands(sub, PROG)
     mcp = sub.add_parser(
         "mcp",
@@ -547,12 +745,13 @@ def build_parser() -> argparse.ArgumentParser:
         "publish_text, list_artifacts, get_artifact and read_artifact, and the resources "
         "artifact://{project}/{id}. It speaks over stdio unless --http is given.",
     )
-    mcp.add_argument(
+    workspace = mcp.add_argument(
         "--workspace",
         metavar="DIR",
         help="the directory whose files deliver_file may publish "
         "(default: $MOBIUS_WORKSPACE, else the working directory)",
     )
+    workspace.complete = DIRECTORIES  # type: ignore[attr-defined]
     mcp.add_argument(
         "--http",
         metavar="HOST:PORT",
@@ -561,12 +760,25 @@ def build_parser() -> argparse.ArgumentParser:
         "names another site is refused)",
     )
     mcp.set_defaults(func=cmd_mcp)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell's tab-completion script",
+        description="Print the tab-completion script for SHELL. bash: "
+        'eval "$(mobius-artifacts completion bash)" in ~/.bashrc; zsh: '
+        "mobius-artifacts completion zsh > ~/.zfunc/_mobius-artifacts, with ~/.zfunc "
+        "in $fpath before compinit.",
+    )
+    completion.add_argument("shell", choices=SHELLS, metavar="SHELL", help=", ".join(SHELLS))
+    completion.set_defaults(func=cmd_completion)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The ``mobius-artifacts`` console script."""
-    args = build_parser().parse_args(argv)
+    global _json_errors  # noqa: PLW0603 - usage errors too are JSON with --json
+    words = list(sys.argv[1:] if argv is None else argv)
+    _json_errors = "--json" in words[: words.index("--")] if "--" in words else "--json" in words
+    args = build_parser().parse_args(words)
     args.func(args)
 
 

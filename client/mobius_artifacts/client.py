@@ -12,7 +12,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 from yarl import URL
@@ -20,7 +20,7 @@ from yarl import URL
 from mobius_artifacts import downloads, uploads
 from mobius_artifacts.config import resolve
 from mobius_artifacts.events import EventStream
-from mobius_artifacts.transport import Transport
+from mobius_artifacts.transport import RetryHook, Transport
 from mobius_artifacts.values import (
     Artifact,
     ArtifactContent,
@@ -41,7 +41,10 @@ class AsyncArtifactClient:
     event loop. Pass ``session`` to share an existing :class:`aiohttp.ClientSession`
     (it is then not closed here); ``env`` replaces ``os.environ`` as the source
     of configuration; ``ca_bundle`` (else ``MOBIUS_ARTIFACTS_CA_BUNDLE``) names the
-    certificate authorities to trust instead of the system's.
+    certificate authorities to trust instead of the system's. ``on_retry(error,
+    failures, delay)`` is called before each retry of a transient failure (an
+    :class:`Unavailable` describing it, the failures so far, the seconds until the
+    next attempt), e.g. to say "retrying…" on a terminal.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class AsyncArtifactClient:
         ca_bundle: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
         env: Mapping[str, str] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         settings = resolve(
             url,
@@ -76,6 +80,7 @@ class AsyncArtifactClient:
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             session=session,
+            on_retry=on_retry,
         )
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
@@ -314,3 +319,22 @@ class AsyncArtifactClient:
         """
         artifact = await self.get(artifact_id)
         return await downloads.download(self._transport, artifact, dest, progress)
+
+    async def download_to(
+        self,
+        artifact_id: str,
+        sink: IO[bytes],
+        *,
+        progress: Progress | None = None,
+    ) -> Artifact:
+        """Write the content to ``sink``, a binary file object (``sys.stdout.buffer``, a
+        pipe, a socket file), as it arrives; verify its sha256 at the end.
+
+        The bytes reach ``sink`` before they are verified, since it cannot be
+        rewound: :class:`DigestMismatch` at the end means that what was written is
+        not the artifact. A retry resumes after the bytes already written, which are
+        never written twice. Returns the artifact.
+        """
+        artifact = await self.get(artifact_id)
+        await downloads.download_to(self._transport, artifact, sink, progress)
+        return artifact

@@ -148,6 +148,83 @@ async def _fetch(transport: Transport, url: URL, state: PartialFile, activity: A
             raise aiohttp.ClientPayloadError(f"got {state.have} of {size} bytes")
 
 
+async def download_to(
+    transport: Transport, artifact: Artifact, sink: IO[bytes], progress: Progress | None
+) -> None:
+    """Write the content of ``artifact`` to ``sink`` (a binary file object, e.g. stdout)
+    as it arrives, and verify its sha256 at the end.
+
+    The bytes reach ``sink`` before they are verified, since it cannot be rewound:
+    :class:`DigestMismatch` at the end means that what was written is not the
+    artifact. A retry resumes with ``Range`` after the bytes already written (a
+    ``200`` answer instead has its first bytes skipped, so nothing is written twice).
+    """
+    if artifact.deleted:
+        raise ArtifactDeleted(
+            f"artifact {artifact.id} was deleted; only its tombstone remains", status=410
+        )
+    url = transport.url("artifacts", artifact.id, "content")
+    state = StreamedFile(artifact, sink)
+
+    async def attempt() -> None:
+        before = state.have
+        state.moved = False
+        activity = Activity(progress, artifact.size, start=state.have)
+        try:
+            await transport.watched(_fetch_into(transport, url, state, activity), activity)
+        finally:
+            state.moved = state.have > before
+
+    await transport.retrying(attempt, progressed=lambda: state.moved)
+    state.verify()
+
+
+async def _fetch_into(
+    transport: Transport, url: URL, state: StreamedFile, activity: Activity
+) -> None:
+    loop = asyncio.get_running_loop()
+    size = state.artifact.size
+    headers = {**transport.read_headers(), "Accept-Encoding": "identity"}
+    if state.have:
+        headers["Range"] = f"bytes={state.have}-"
+        headers["If-Range"] = state.etag
+    async with transport.request("GET", url, headers=headers, timeout=transport.timeout) as resp:
+        activity.touch()
+        await transport.raise_for(resp)
+        skip = 0
+        if resp.status == 206 and not state.accepts_partial(resp):
+            raise DigestMismatch(
+                f"the gateway resumed {state.artifact.id} with other bytes "
+                f"(Content-Range {resp.headers.get('Content-Range')!r}, "
+                f"ETag {resp.headers.get('ETag')!r}); {state.have} bytes were written already"
+            )
+        if resp.status == 200:
+            skip = state.have  # the whole body came instead of the rest
+        state.check_header(resp.headers.get("Repr-Digest"))
+        buffer = bytearray()
+
+        async def flush() -> None:
+            nonlocal buffer
+            data, buffer = bytes(buffer), bytearray()
+            await loop.run_in_executor(None, state.append, data)
+            activity.advance(len(data))
+
+        try:
+            async for chunk in resp.content.iter_any():
+                activity.touch()
+                dropped = min(skip, len(chunk))
+                skip -= dropped
+                buffer += chunk[dropped:]
+                if len(buffer) >= CHUNK_SIZE:
+                    await flush()
+        finally:
+            if buffer:  # keep what arrived: a retry resumes after it
+                await flush()
+        if state.have != size:
+            raise aiohttp.ClientPayloadError(f"got {state.have} of {size} bytes")
+        await loop.run_in_executor(None, state.fh.flush)
+
+
 async def read_content(transport: Transport, artifact: Artifact, max_bytes: int) -> ArtifactContent:
     """The bytes of ``artifact`` in memory, verified, with the gateway's serving decision.
 
@@ -268,3 +345,10 @@ class PartialFile:
                 f"downloaded bytes of {self.artifact.id} hash to {got}, "
                 f"expected {self.artifact.sha256}"
             )
+
+
+class StreamedFile(PartialFile):
+    """The bytes of one download written to a stream that cannot be rewound."""
+
+    def restart(self) -> None:  # pragma: no cover - never called for a stream
+        raise AssertionError("a stream cannot be rewound")

@@ -96,8 +96,12 @@ class EventStream:
                 self._failures += 1
                 if self._failures > transport.retries:
                     raise failure.unavailable(self._failures, transport.base_url) from exc
-                delay = transport.backoff(self._failures, failure.retry_after)
-                await asyncio.sleep(max(delay, self._retry_hint or 0.0))
+                delay = max(
+                    transport.backoff(self._failures, failure.retry_after), self._retry_hint or 0.0
+                )
+                if transport.on_retry is not None:
+                    transport.on_retry(failure.notice(transport.base_url), self._failures, delay)
+                await asyncio.sleep(delay)
             except BaseException:
                 await self._drop()
                 raise

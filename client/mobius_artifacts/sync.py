@@ -23,10 +23,11 @@ import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from mobius_artifacts.client import AsyncArtifactClient
 from mobius_artifacts.events import EventStream
+from mobius_artifacts.transport import RetryHook
 from mobius_artifacts.values import (
     Artifact,
     ArtifactContent,
@@ -147,6 +148,7 @@ class ArtifactClient:
         backoff_max: float = 30.0,
         ca_bundle: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         # the configuration is validated before a thread is started
         self._async = AsyncArtifactClient(
@@ -161,6 +163,7 @@ class ArtifactClient:
             backoff_max=backoff_max,
             ca_bundle=ca_bundle,
             env=env,
+            on_retry=on_retry,
         )
         self._runner = _LoopThread()
         self._finalizer = weakref.finalize(self, _shutdown, self._runner, self._async)
@@ -288,6 +291,17 @@ class ArtifactClient:
     ) -> Path:
         """See :meth:`AsyncArtifactClient.download`."""
         return self._runner.run(self._async.download(artifact_id, dest, progress=progress))
+
+    def download_to(
+        self,
+        artifact_id: str,
+        sink: IO[bytes],
+        *,
+        progress: Progress | None = None,
+    ) -> Artifact:
+        """See :meth:`AsyncArtifactClient.download_to` (``on_retry`` and ``progress`` are
+        called on the client's own thread)."""
+        return self._runner.run(self._async.download_to(artifact_id, sink, progress=progress))
 
     def read_content(
         self, artifact: str | Artifact, *, max_bytes: int = 1024 * 1024

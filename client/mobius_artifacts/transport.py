@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import random
 import re
@@ -61,6 +62,18 @@ class Retryable(Exception):
         self.cause = cause
         self.retry_after = retry_after
 
+    def describe(self, base: URL) -> str:
+        """What went wrong, in one phrase naming the gateway (a refused connection says so)."""
+        if self.error is not None:
+            return f"{self.error.detail} (HTTP {self.error.status})"
+        return describe_failure(self.cause, base)
+
+    def notice(self, base: URL) -> Unavailable:
+        """The failure of one attempt, before any retry gave up (for :data:`RetryHook`)."""
+        status = self.error.status if self.error is not None else None
+        rid = self.error.request_id if self.error is not None else None
+        return Unavailable(self.describe(base), status=status, request_id=rid)
+
     def unavailable(self, attempts: int, base: URL) -> Unavailable:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if self.error is not None:
@@ -70,11 +83,30 @@ class Retryable(Exception):
                 status=status,
                 request_id=self.error.request_id,
             )
-        cause = self.cause
-        what = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
-        if isinstance(cause, Stalled):
-            what = str(cause)
-        return Unavailable(f"gateway at {base} unreachable: {what} (gave up after {tries})")
+        return Unavailable(f"{describe_failure(self.cause, base)} (gave up after {tries})")
+
+
+def describe_failure(cause: BaseException | None, base: URL) -> str:
+    """A transport failure in words: "cannot reach the gateway at URL: connection refused
+    (is it running?)", a name that does not resolve, a timeout, a stalled transfer."""
+    if isinstance(cause, Stalled):
+        return f"gateway at {base}: {cause}"
+    if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        return f"cannot reach the gateway at {base}: the name {base.host} does not resolve"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        if cause.os_error.errno == errno.ECONNREFUSED:
+            return f"cannot reach the gateway at {base}: connection refused (is it running?)"
+        reason = cause.os_error.strerror or str(cause.os_error) or type(cause.os_error).__name__
+        return f"cannot reach the gateway at {base}: {reason}"
+    if isinstance(cause, asyncio.TimeoutError):
+        return f"gateway at {base} did not answer in time"
+    what = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
+    return f"gateway at {base} unreachable: {what}"
+
+
+RetryHook = Callable[[Unavailable, int, float], None]
+"""Called before each retry with the failure, the number of failures so far and the
+seconds until the next attempt (e.g. to say "retrying…" on a terminal)."""
 
 
 # Errors of one attempt that are worth another attempt. TLS verification errors
@@ -169,6 +201,7 @@ class Transport:
         backoff_base: float,
         backoff_max: float,
         session: aiohttp.ClientSession | None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         if retries < 0 or stall_timeout <= 0 or connect_timeout <= 0:
             raise ConfigurationError("retries must be >= 0 and timeouts > 0")
@@ -182,6 +215,7 @@ class Transport:
         self.backoff_max = backoff_max
         self._session = session
         self._owns_session = session is None
+        self.on_retry = on_retry
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=stall_timeout
         )
@@ -299,7 +333,10 @@ class Transport:
             failures += 1
             if failures > self.retries or (may_retry is not None and not may_retry()):
                 raise failure.unavailable(failures, self.base_url) from (failure.cause or failure)
-            await asyncio.sleep(self.backoff(failures, failure.retry_after))
+            delay = self.backoff(failures, failure.retry_after)
+            if self.on_retry is not None:
+                self.on_retry(failure.notice(self.base_url), failures, delay)
+            await asyncio.sleep(delay)
 
     async def call(
         self,

@@ -4,12 +4,16 @@ same subcommands of ``artifact-gateway``; ``artifact-gateway token``."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,7 +220,7 @@ def test_exit_codes(gateway: Gateway, project: str, env: dict[str, str], tmp_pat
     # 5: unavailable after retries
     closed = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    line = failing(5, "unavailable", "quota", "--url", closed, "--retries", "1", env=env)
+    line = failing(5, "unavailable", "quota", "--url", closed, "--retries", "0", env=env)
     assert closed in line and time.monotonic() - started < 15
 
     # 1: anything else
@@ -224,19 +228,19 @@ def test_exit_codes(gateway: Gateway, project: str, env: dict[str, str], tmp_pat
     failing(1, "file_not_found", "publish", str(tmp_path / "missing.txt"), env=env)
 
 
-def test_progress_bar_only_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """Run the client with stderr on a pseudo-terminal: its status, stdout and what the
+    terminal showed."""
     import fcntl
     import pty
     import struct
     import termios
 
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(3 * 1024 * 1024))
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     with open(follower, "wb", closefd=True) as terminal:
         result = subprocess.run(
-            [CLIENT, "publish", str(big)],
+            [CLIENT, *args],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -250,9 +254,42 @@ def test_progress_bar_only_on_a_terminal(env: dict[str, str], tmp_path: Path) ->
         while chunk := os.read(leader, 65536):
             drawn += chunk
     os.close(leader)
-    assert result.returncode == 0
-    assert json.loads(result.stdout)["size"] == 3 * 1024 * 1024
+    return result.returncode, result.stdout, drawn
+
+
+def test_progress_bar_on_a_terminal_above_the_threshold(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from mobius_artifacts.cli import PROGRESS_MIN_BYTES
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(PROGRESS_MIN_BYTES + 2 * 1024 * 1024))
+    status, out, drawn = on_a_terminal("publish", str(big), env=env)
+    assert status == 0
+    ref = json.loads(out)
+    assert ref["size"] == big.stat().st_size
     assert b"big.bin:" in drawn and b"%|" in drawn  # the bar, on stderr only
+    copy = tmp_path / "copy.bin"
+    status, out, drawn = on_a_terminal("download", ref["id"], "-o", str(copy), env=env)
+    assert status == 0 and out.decode().strip() == str(copy)
+    assert ref["id"].encode() + b":" in drawn and b"%|" in drawn
+    assert copy.read_bytes() == big.read_bytes()
+
+    # --no-progress, before or after the subcommand: nothing on the terminal
+    for args in (["--no-progress", "publish", str(big)], ["publish", str(big), "--no-progress"]):
+        status, out, drawn = on_a_terminal(*args, env=env)
+        assert status == 0 and json.loads(out)["size"] == big.stat().st_size
+        assert drawn == b""
+    # below the threshold: over before a bar would say anything
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(PROGRESS_MIN_BYTES // 2))
+    status, out, drawn = on_a_terminal("publish", str(small), env=env)
+    assert status == 0 and drawn == b""
+    # stderr a pipe: nothing on it, whatever the size
+    result = cli("publish", str(big), env=env)
+    assert result.returncode == 0 and result.stderr == ""
+    result = cli("download", ref["id"], "-o", str(tmp_path / "piped.bin"), env=env)
+    assert result.returncode == 0 and result.stderr == ""
 
 
 def test_download_keeps_a_file_of_the_same_name_unless_forced(
@@ -367,3 +404,241 @@ def test_artifact_gateway_carries_the_client_commands(
     help_text = ok("--help", env=env, command=SERVER)
     for name in ("dev", "serve", "token", "publish", "ls", "download", "url", "rm", "quota"):
         assert name in help_text
+
+
+def test_every_error_line_carries_the_request_id(env: dict[str, str], tmp_path: Path) -> None:
+    missing = "art_" + "0" * 26
+    line = failing(1, "not_found", "download", missing, "-o", str(tmp_path), env=env)
+    assert re.search(r" \(request id [\w-]+\)$", line), line
+    # with --json: one JSON object on stderr, the gateway's request id in it
+    for args in (["--json", "download", missing], ["url", missing, "--json"]):
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and result.stdout == ""
+        problem = json.loads(result.stderr)
+        assert (problem["code"], problem["status"]) == ("not_found", 404)
+        assert problem["request_id"] and problem["detail"]
+    result = cli("--json", "quota", "--token", "not-a-token", env=env)
+    assert result.returncode == 3
+    assert json.loads(result.stderr)["code"] == "unauthenticated"
+    assert json.loads(result.stderr)["request_id"]
+    # errors of the client itself: no request id, and JSON too with --json
+    result = cli("--json", "quota", env=environ(MOBIUS_PROJECT="p"))
+    assert result.returncode == 2 and result.stdout == ""
+    problem = json.loads(result.stderr)
+    assert (problem["code"], problem["request_id"]) == ("configuration_error", None)
+    result = cli("ls", "--limit", "many", "--json", env=env)
+    assert result.returncode == 2
+    assert json.loads(result.stderr)["code"] == "usage"
+
+
+def test_json_on_every_command(env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "j.txt"
+    source.write_text("json\n")
+    ref = json.loads(ok("--json", "publish", str(source), env=env))
+    assert ref["name"] == "j.txt"
+    (listed,) = (json.loads(line) for line in ok("ls", "--json", env=env).splitlines())
+    assert listed["id"] == ref["id"]
+    got = json.loads(ok("download", ref["id"], "-o", str(tmp_path / "c.txt"), "--json", env=env))
+    assert got == {
+        "path": str(tmp_path / "c.txt"),
+        "id": ref["id"],
+        "size": 5,
+        "sha256": ref["sha256"],
+    }
+    signed = json.loads(ok("--json", "url", ref["id"], env=env))
+    assert set(signed) == {"url", "expires_at"} and ref["id"] in signed["url"]
+    assert json.loads(ok("--json", "quota", env=env))["artifact_count"] == 1
+    assert json.loads(ok("rm", ref["id"], "--json", env=env)) == {
+        "id": ref["id"],
+        "state": "deleted",
+    }
+    events = ok("watch", "--count", "2", "--json", env=env).splitlines()
+    assert [json.loads(e)["type"] for e in events] == ["artifact.created", "artifact.deleted"]
+
+
+def test_global_options_before_or_after_the_subcommand(
+    gateway: Gateway, project: str, env: dict[str, str]
+) -> None:
+    bare = environ()  # nothing from the environment: every option on the command line
+    token = env["MOBIUS_ARTIFACTS_TOKEN"]
+    options = ["--url", gateway.base, "--token", token, "--project", project, "--retries", "0"]
+    for args in (
+        [*options, "quota", "--json"],
+        ["quota", *options, "--json"],
+        ["--json", "--url", gateway.base, "quota", "--token", token, "--project", project],
+    ):
+        assert json.loads(ok(*args, env=bare))["project"] == project, args
+    # an option after the subcommand wins over the same one before it
+    wrong = f"http://127.0.0.1:{free_port()}"
+    args = ["--url", wrong, "quota", "--url", gateway.base, "--token", token, "--project", project]
+    assert ok(*args, env=bare).startswith(f"{project}: ")
+
+
+def test_download_to_stdout_is_the_bytes_alone(env: dict[str, str], tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    (tmp_path / "raw.bin").write_bytes(data)
+    ref = json.loads(ok("publish", str(tmp_path / "raw.bin"), env=env))
+    for extra in ([], ["--json"]):
+        result = subprocess.run(
+            [CLIENT, "download", ref["id"], "-o", "-", *extra],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == data and result.stderr == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.bin"]  # no file written
+
+
+class WrongBytes(http.server.BaseHTTPRequestHandler):
+    """Forwards GETs to the gateway; an artifact's content comes back with its last byte
+    changed and without ``Repr-Digest``, so that only the sha256 of the whole tells."""
+
+    upstream = ""
+
+    def do_GET(self) -> None:
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization",)}
+        request = urllib.request.Request(self.upstream + self.path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                status, body, answer = resp.status, resp.read(), dict(resp.headers)
+        except urllib.error.HTTPError as exc:
+            status, body, answer = exc.code, exc.read(), dict(exc.headers)
+        if self.path.split("?")[0].endswith("/content") and body:
+            body = body[:-1] + bytes([body[-1] ^ 0xFF])
+            answer.pop("Repr-Digest", None)
+        self.send_response(status)
+        for name, value in answer.items():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_download_to_stdout_that_fails_verification_exits_non_zero(
+    gateway: Gateway, env: dict[str, str], tmp_path: Path
+) -> None:
+    data = os.urandom(100_000)
+    (tmp_path / "v.bin").write_bytes(data)
+    ref = json.loads(ok("publish", str(tmp_path / "v.bin"), env=env))
+    handler = type("Handler", (WrongBytes,), {"upstream": gateway.base})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proxied = f"http://127.0.0.1:{server.server_address[1]}"
+        result = subprocess.run(
+            [CLIENT, "download", ref["id"], "-o", "-", "--url", proxied],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert result.returncode == 1
+    assert len(result.stdout) == len(data)  # streamed before the end told it was wrong
+    line = result.stderr.decode().strip()
+    assert "\n" not in line and line.startswith("mobius-artifacts: digest_mismatch: "), line
+    assert ref["id"] in line
+
+
+def test_publish_with_an_idempotency_key(env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "once.txt"
+    source.write_text("once\n")
+    key = "nightly-" + secrets.token_hex(4)
+    first = json.loads(ok("publish", str(source), "--idempotency-key", key, env=env))
+    again = json.loads(ok("publish", str(source), "--idempotency-key", key, env=env))
+    assert again["id"] == first["id"]
+    assert [json.loads(x)["id"] for x in ok("ls", "--json", env=env).splitlines()] == [first["id"]]
+    source.write_text("other bytes\n")
+    line = failing(
+        1, "idempotency_conflict", "publish", str(source), "--idempotency-key", key, env=env
+    )
+    assert "(request id " in line
+    line = failing(
+        2, "usage", "publish", str(source), str(source), "--idempotency-key", key, env=env
+    )
+    assert "--idempotency-key applies to a single FILE" in line
+    # without a key each run publishes anew
+    source.write_text("once\n")
+    assert json.loads(ok("publish", str(source), env=env))["id"] != first["id"]
+
+
+def test_ls_prints_nothing_before_it_knows_it_can_succeed(env: dict[str, str]) -> None:
+    for args, status in (
+        (["ls", "--token", "not-a-token"], 3),
+        (["ls", "--url", f"http://127.0.0.1:{free_port()}", "--retries", "0"], 5),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode == status and result.stdout == "", (args, result.stdout)
+    assert ok("ls", env=env).split()[:2] == ["ID", "SIZE"]  # an empty listing: the header
+
+
+def test_an_unreachable_gateway_is_said_at_once(env: dict[str, str]) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    said = f"cannot reach the gateway at {closed}: connection refused (is it running?)"
+    # --retries 0: the error at once
+    started = time.monotonic()
+    line = failing(5, "unavailable", "quota", "--url", closed, "--retries", "0", env=env)
+    assert said in line and time.monotonic() - started < 10
+    # retrying: the first line comes after the first failure, long before the last
+    with subprocess.Popen(
+        [CLIENT, "quota", "--url", closed, "--retries", "8"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            started = time.monotonic()
+            assert proc.stderr is not None
+            first = proc.stderr.readline()
+            took = time.monotonic() - started
+        finally:
+            proc.kill()
+    assert first.startswith(f"mobius-artifacts: {said}; retrying in "), first
+    assert "(retry 1 of 8; --retries 0 stops at once)" in first
+    assert took < 10, took  # well before the ~1 min the 8 retries would take
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    script = ok("completion", "bash", env=environ())
+    (tmp_path / "completion.bash").write_text(script)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(["mobius-artifacts", *words])
+        probe = (
+            f"source {tmp_path / 'completion.bash'}\n"
+            f"COMP_WORDS=(mobius-artifacts {' '.join(words)})\n"
+            f"COMP_CWORD={len(words)}\n"
+            f"COMP_LINE='{line}'\nCOMP_POINT={len(line)}\n"
+            "_shtab_mobius_artifacts\n"
+            'printf "%s\\n" "${COMPREPLY[@]}"\n'
+        )
+        result = subprocess.run(
+            ["bash", "--norc", "--noprofile", "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert "publish" in complete("pu")
+    assert {"download", "completion"} <= set(complete(""))
+    assert "--idempotency-key" in complete("publish", "--idem")
+    assert "--no-progress" in complete("ls", "--no-p")
+    assert "--retries" in complete("--ret")
+    zsh = ok("completion", "zsh", env=environ())
+    assert zsh.startswith("#compdef mobius-artifacts")
+    usage_error("completion", "fish", env=environ())

@@ -43,13 +43,14 @@ LIST_DISTRIBUTIONS = (
     "print(json.dumps(sorted(d.metadata['Name'].lower().replace('_', '-') "
     "for d in m.distributions())))"
 )
-# Every module of the package imports (but the MCP server, which needs the `mcp`
-# extra), and none of the server comes along.
+# Every module of the package imports (but the MCP server and its transport, which
+# need the `mcp` extra), and none of the server comes along.
 IMPORT_ALL = (
     "import importlib, json, pkgutil, sys, mobius_artifacts as p; "
     "[importlib.import_module(m.name) "
     "for m in pkgutil.walk_packages(p.__path__, 'mobius_artifacts.') "
-    "if m.name not in ('mobius_artifacts.__main__', 'mobius_artifacts.mcp_server')]; "
+    "if m.name not in ('mobius_artifacts.__main__', 'mobius_artifacts.mcp_server', "
+    "'mobius_artifacts.mcp_transport')]; "
     "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))"
 )
 
@@ -101,9 +102,9 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     )
 
     installed = set(json.loads(run(python, "-c", LIST_DISTRIBUTIONS, cwd=tmp_path)))
-    assert {"mobius-artifacts", "aiohttp"} <= installed
+    # the progress bar and shell completion are always there: no extra to know about
+    assert {"mobius-artifacts", "aiohttp", "tqdm", "shtab"} <= installed
     assert not installed & set(SERVER_ONLY), sorted(installed & set(SERVER_ONLY))
-    assert "tqdm" not in installed  # the progress bar is the [progress] extra
     assert "mcp" not in installed  # the MCP server is the [mcp] extra
 
     (site_packages,) = (venv / "lib").glob("python3.*/site-packages")
@@ -111,10 +112,10 @@ def test_pip_install_client_is_light(tmp_path: Path) -> None:
     assert size < MAX_SITE_PACKAGES, f"site-packages holds {size / 1e6:.1f} MB"
 
     modules = set(json.loads(run(python, "-c", IMPORT_ALL, cwd=tmp_path)))
-    assert not modules & {"gateway", "leases", "storage", "tqdm", "mcp"}, sorted(modules)
+    assert not modules & {"gateway", "leases", "storage", "mcp"}, sorted(modules)
     version = run(venv / "bin" / "mobius-artifacts", "--version", cwd=tmp_path).strip()
     assert version == f"mobius-artifacts {mobius_artifacts.__version__}"
-    # without tqdm, and with no gateway to talk to: a configuration error, exit 2
+    # with no gateway to talk to: a configuration error, exit 2
     result = subprocess.run(
         [venv / "bin" / "mobius-artifacts", "quota"],
         env={"PATH": os.environ.get("PATH", "")},

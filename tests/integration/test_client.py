@@ -667,3 +667,70 @@ async def test_tls_with_a_private_ca_bundle(
                 await c.quota()
         assert isinstance(info.value.__cause__, aiohttp.ClientSSLError)
         assert len(front.seen) == calls
+
+
+async def wrong_bytes(request: web.Request, proxy: Proxy) -> web.StreamResponse:
+    """The content with its last byte changed and no ``Repr-Digest``: only the sha256
+    of the whole tells."""
+    up = await upstream(request, proxy)
+    try:
+        body = bytearray(await up.read())
+        body[-1] ^= 0xFF
+        headers = _response_headers(up)
+        headers.pop("Repr-Digest", None)
+        return web.Response(status=up.status, body=bytes(body), headers=headers)
+    finally:
+        up.release()
+
+
+async def ignoring_range(request: web.Request, proxy: Proxy) -> web.StreamResponse:
+    """A hop that drops ``Range``: the whole body comes back with 200."""
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in HOP_BY_HOP | {"range", "if-range"}
+    }
+    up = await proxy.session.request("GET", proxy.upstream + request.path_qs, headers=headers)
+    try:
+        return web.Response(status=up.status, body=await up.read(), headers=_response_headers(up))
+    finally:
+        up.release()
+
+
+async def test_download_to_a_stream_resumes_without_writing_a_byte_twice(
+    client: TestClient, project: str, proxy: Proxy
+) -> None:
+    data = os.urandom(3 * MiB)
+    async with await worker(client, project, proxy.base) as c:
+        ref = await c.publish(data, name="s.bin")
+        # cut mid-body, then resumed with Range (206)
+        proxy.plan[("GET", "/content")] = [cut_response(MiB + 17)]
+        sink = io.BytesIO()
+        artifact = await c.download_to(ref.id, sink)
+        assert artifact.id == ref.id and sink.getvalue() == data
+        ranges = [s.headers.get("Range") for s in proxy.calls("GET", "/content")]
+        assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
+        # cut mid-body, then the whole body again (200): its first bytes are skipped
+        proxy.plan[("GET", "/content")] = [cut_response(MiB + 17), ignoring_range]
+        sink = io.BytesIO()
+        await c.download_to(ref.id, sink)
+        assert sink.getvalue() == data
+
+
+async def test_download_to_a_stream_verifies_the_sha256_at_the_end(
+    client: TestClient, project: str, proxy: Proxy
+) -> None:
+    data = os.urandom(MiB + 5)
+    async with await worker(client, project, proxy.base) as c:
+        ref = await c.publish(data, name="w.bin")
+        proxy.plan[("GET", "/content")] = [wrong_bytes]
+        sink = io.BytesIO()
+        with pytest.raises(DigestMismatch) as info:
+            await c.download_to(ref.id, sink)
+        assert info.value.code == "digest_mismatch" and ref.id in info.value.detail
+        assert len(sink.getvalue()) == len(data)  # written, then found wrong
+        proxy.plan[("GET", "/content")] = [bad_digest]  # a wrong Repr-Digest: nothing written
+        sink = io.BytesIO()
+        with pytest.raises(DigestMismatch):
+            await c.download_to(ref.id, sink)
+        assert sink.getvalue() == b""

@@ -91,6 +91,7 @@ SYNC_METHODS = [
     "get",
     "list",
     "download",
+    "download_to",
     "read_content",
     "signed_url",
     "delete",

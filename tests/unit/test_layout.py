@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {"leases": {"gateway", "storage"}, "storage": {"gateway", "leases"}}
 CLIENT = ROOT / "client" / "mobius_artifacts"
 SERVER = {"gateway", "leases", "storage"}
-# What the client may import besides the standard library and itself: aiohttp (its
-# one dependency) with the two packages aiohttp's own API hands out, and tqdm, the
-# optional progress bar.
-CLIENT_THIRD_PARTY = {"aiohttp", "yarl", "multidict", "tqdm"}
+# What the client may import besides the standard library and itself: its dependencies,
+# aiohttp (with the two packages aiohttp's own API hands out), tqdm (the command line's
+# progress bar) and shtab (its shell completion).
+CLIENT_THIRD_PARTY = {"aiohttp", "yarl", "multidict", "tqdm", "shtab"}
 # The MCP server alone may import the official SDK (the `mcp` extra) and pydantic, its models.
 _MCP_SDK = {
     "mcp",
@@ -62,16 +62,21 @@ def test_client_imports_nothing_of_the_server() -> None:
                 assert node.level == 0, f"{path.relative_to(ROOT)}: relative import"
 
 
-def test_client_distribution_depends_on_aiohttp_only() -> None:
+def test_client_distribution_depends_on_aiohttp_tqdm_and_shtab_only() -> None:
     project = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
     assert project["name"] == "mobius-artifacts"
-    assert [d.split(">")[0].split("<")[0].strip() for d in project["dependencies"]] == ["aiohttp"]
+    names = [d.split(">")[0].split("<")[0].strip() for d in project["dependencies"]]
+    assert names == ["aiohttp", "tqdm", "shtab"]
+    # the progress bar's former extra stays, empty, for the commands that name it
+    assert project["optional-dependencies"]["progress"] == []
     assert project["scripts"] == {"mobius-artifacts": "mobius_artifacts.cli:main"}
     assert (CLIENT / "py.typed").is_file()
     # the MCP server's SDK is an extra; the root's dev extra installs it for the tests
     assert project["optional-dependencies"]["mcp"] == ["mcp>=2,<3"]
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "mcp>=2,<3" in root["optional-dependencies"]["dev"]
+    # the root distribution carries the client, so it carries its dependencies too
+    assert set(project["dependencies"]) <= set(root["dependencies"])
 
 
 def test_only_the_mcp_server_imports_the_mcp_sdk() -> None:
