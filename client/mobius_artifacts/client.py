@@ -12,7 +12,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 from yarl import URL
@@ -314,3 +314,21 @@ class AsyncArtifactClient:
         """
         artifact = await self.get(artifact_id)
         return await downloads.download(self._transport, artifact, dest, progress)
+
+    async def download_fileobj(
+        self,
+        artifact: str | Artifact,
+        fh: IO[bytes],
+        *,
+        progress: Progress | None = None,
+    ) -> Artifact:
+        """Download the content into ``fh`` (an empty file open for reading and writing).
+
+        Same transfer and sha256 checks as :meth:`download` (:class:`DigestMismatch`
+        otherwise); the caller names or removes the file afterwards. Returns the
+        artifact.
+        """
+        if isinstance(artifact, str):
+            artifact = await self.get(artifact)
+        await downloads.download_into(self._transport, artifact, fh, progress)
+        return artifact

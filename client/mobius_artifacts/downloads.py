@@ -95,6 +95,25 @@ async def download(
     return target
 
 
+async def download_into(
+    transport: Transport, artifact: Artifact, fh: IO[bytes], progress: Progress | None
+) -> None:
+    """Download ``artifact`` into ``fh``, an empty binary file open for reading and writing.
+
+    The same transfer as :func:`download` (retried, resumed with ``Range``), and the
+    same check: :class:`DigestMismatch` unless the bytes hash to both the
+    ``Repr-Digest`` header and the sha256 the gateway recorded. The caller owns the
+    file, and names it (or removes it) afterwards.
+    """
+    if artifact.deleted:
+        raise ArtifactDeleted(
+            f"artifact {artifact.id} was deleted; only its tombstone remains", status=410
+        )
+    state = PartialFile(artifact, fh)
+    await _download_into(transport, state, progress)
+    state.verify()
+
+
 async def _download_into(
     transport: Transport, state: PartialFile, progress: Progress | None
 ) -> None:
