@@ -41,7 +41,7 @@ import base64
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 from urllib.parse import quote, unquote, urlsplit
@@ -617,10 +617,13 @@ Metadata = Annotated[
 ArtifactId = Annotated[str, Field(description="The artifact id (art_…).")]
 
 
-def hints(*, read_only: bool, destructive: bool, idempotent: bool) -> types.ToolAnnotations:
-    """A tool's behaviour, as ToolAnnotations: every tool works on the project's
-    artifacts and the workspace only (a closed world)."""
+def hints(title: str, kind: tuple[bool, bool, bool]) -> types.ToolAnnotations:
+    """A tool's title and behaviour (read-only, destructive, idempotent), as
+    ToolAnnotations: every tool works on the project's artifacts and the workspace
+    only (a closed world)."""
+    read_only, destructive, idempotent = kind
     return types.ToolAnnotations(
+        title=title,
         read_only_hint=read_only,
         destructive_hint=destructive,
         idempotent_hint=idempotent,
@@ -628,9 +631,9 @@ def hints(*, read_only: bool, destructive: bool, idempotent: bool) -> types.Tool
     )
 
 
-READING: Final = hints(read_only=True, destructive=False, idempotent=True)
-PUBLISHING: Final = hints(read_only=False, destructive=False, idempotent=False)
-FETCHING: Final = hints(read_only=False, destructive=True, idempotent=True)
+READING: Final = (True, False, True)
+PUBLISHING: Final = (False, False, False)
+FETCHING: Final = (False, True, True)
 """fetch_artifact replaces a file of the workspace when asked to (``overwrite``)."""
 
 
@@ -653,7 +656,12 @@ def build(agent: Agent) -> ArtifactServer:
         log_level="WARNING",
     )
 
-    @server.tool(name="deliver_file", title="Deliver a file", annotations=PUBLISHING)
+    def tool(
+        name: str, title: str, kind: tuple[bool, bool, bool], **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return server.tool(name=name, title=title, annotations=hints(title, kind), **options)
+
+    @tool("deliver_file", "Deliver a file", PUBLISHING)
     async def deliver_file(
         filePath: Annotated[  # the name agents know
             str,
@@ -693,7 +701,7 @@ def build(agent: Agent) -> ArtifactServer:
             )
         )
 
-    @server.tool(name="publish_text", title="Publish a text", annotations=PUBLISHING)
+    @tool("publish_text", "Publish a text", PUBLISHING)
     async def publish_text(
         name: Annotated[
             str, Field(description="The artifact's name, with an extension: plan.md, notes.txt …")
@@ -723,7 +731,7 @@ def build(agent: Agent) -> ArtifactServer:
             )
         )
 
-    @server.tool(name="list_artifacts", title="List artifacts", annotations=READING)
+    @tool("list_artifacts", "List artifacts", READING)
     async def list_artifacts(
         *,
         run_id: Annotated[str | None, Field(description="Only this run's artifacts.")] = None,
@@ -762,25 +770,20 @@ def build(agent: Agent) -> ArtifactServer:
         }
         return await guarded(agent.list_artifacts(limit, **filters))
 
-    @server.tool(name="get_artifact", title="Describe an artifact", annotations=READING)
+    @tool("get_artifact", "Describe an artifact", READING)
     async def get_artifact(id: ArtifactId) -> Annotated[types.CallToolResult, ArtifactInfo]:
         """Describe one artifact: name, media type, size, sha256, description, metadata,
         lineage (run, step, job, attempt), owner, type, state."""
         return agent.needs_reader() or await guarded(agent.get_artifact(id))
 
-    @server.tool(
-        name="read_artifact",
-        title="Read an artifact",
-        annotations=READING,
-        structured_output=False,
-    )
+    @tool("read_artifact", "Read an artifact", READING, structured_output=False)
     async def read_artifact(id: ArtifactId) -> types.CallToolResult:
         """Read an artifact: its text (text artifacts up to 1 MiB), the image itself (inline
         images up to 5 MiB), otherwise a resource link and a download URL valid for a few
         minutes."""
         return agent.needs_reader() or await guarded(agent.read_artifact(id))
 
-    @server.tool(name="fetch_artifact", title="Fetch an artifact", annotations=FETCHING)
+    @tool("fetch_artifact", "Fetch an artifact", FETCHING)
     async def fetch_artifact(
         id: ArtifactId,
         *,
