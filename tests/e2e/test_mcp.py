@@ -823,7 +823,7 @@ async def test_titles_annotations_and_typed_outputs(
         results = {}
         for name, arguments in calls:
             results[name] = await client.call_tool(name, arguments)
-        artifact_id = results["deliver_file"].structured_content["id"]  # type: ignore[index]
+        artifact_id = results["deliver_file"].structured_content["id"]
         for name, arguments in (
             ("list_artifacts", {}),
             ("get_artifact", {"id": artifact_id}),
