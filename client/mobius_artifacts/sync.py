@@ -23,7 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from mobius_artifacts.client import AsyncArtifactClient
 from mobius_artifacts.events import EventStream
@@ -288,6 +288,16 @@ class ArtifactClient:
     ) -> Path:
         """See :meth:`AsyncArtifactClient.download`."""
         return self._runner.run(self._async.download(artifact_id, dest, progress=progress))
+
+    def download_fileobj(
+        self,
+        artifact: str | Artifact,
+        fh: IO[bytes],
+        *,
+        progress: Progress | None = None,
+    ) -> Artifact:
+        """See :meth:`AsyncArtifactClient.download_fileobj`."""
+        return self._runner.run(self._async.download_fileobj(artifact, fh, progress=progress))
 
     def read_content(
         self, artifact: str | Artifact, *, max_bytes: int = 1024 * 1024
