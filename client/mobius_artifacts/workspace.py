@@ -23,6 +23,8 @@ overwriting was asked for.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -144,17 +146,7 @@ class Workspace:
                 "files are written inside the workspace only",
             )
         parent, name = resolved.parent, resolved.name
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise WorkspaceError(
-                "not_a_directory", f"{file_path!r}: {parent} is not a directory"
-            ) from None
-        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            dir_fd = os.open(parent, flags | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise WorkspaceError("os_error", f"{file_path!r}: {exc.strerror or exc}") from None
+        dir_fd = self._open_directories(parent, file_path)
         try:
             self._check_directory(dir_fd, parent, file_path)
             _check_destination(dir_fd, name, file_path, overwrite)
@@ -175,6 +167,41 @@ class Workspace:
             file=os.fdopen(fd, "w+b"),
             overwrite=overwrite,
         )
+
+    def _open_directories(self, parent: Path, file_path: str) -> int:
+        """``parent`` opened, each directory from the workspace down made when missing and
+        opened without following a link (one swapped in is refused)."""
+        flags = (
+            os.O_RDONLY
+            | getattr(os, "O_DIRECTORY", 0)
+            | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_CLOEXEC", 0)
+        )
+        try:
+            dir_fd = os.open(self.root, flags)
+        except OSError as exc:
+            raise WorkspaceError("os_error", f"{file_path!r}: {exc.strerror or exc}") from None
+        try:
+            for part in parent.relative_to(self.root).parts:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=dir_fd)
+                try:
+                    inner = os.open(part, flags, dir_fd=dir_fd)
+                except OSError as exc:
+                    if isinstance(exc, NotADirectoryError) or exc.errno == errno.ELOOP:
+                        raise WorkspaceError(
+                            "not_a_directory",
+                            f"{file_path!r}: {part!r} in {parent} is not a directory",
+                        ) from None
+                    raise WorkspaceError(
+                        "os_error", f"{file_path!r}: {exc.strerror or exc}"
+                    ) from None
+                os.close(dir_fd)
+                dir_fd = inner
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        return dir_fd
 
     def _check_directory(self, dir_fd: int, parent: Path, file_path: str) -> None:
         """The directory opened is the one checked, inside the workspace."""

@@ -194,3 +194,16 @@ def test_a_discarded_placement_leaves_nothing(tree: tuple[Workspace, Path]) -> N
     placement.discard()
     placement.discard()  # twice is fine
     assert sorted(ws.root.rglob("*")) == before
+
+
+def test_placing_under_a_file_or_a_link_swapped_in_is_refused(tree: tuple[Workspace, Path]) -> None:
+    ws, tmp = tree
+    with pytest.raises(WorkspaceError) as info:
+        ws.place("report.md/x.bin", "art.bin", overwrite=False)
+    assert info.value.code == "not_a_directory"
+    # a directory replaced by a link to outside after the path was resolved: the
+    # directories are opened one by one without following links
+    with pytest.raises(WorkspaceError) as info:
+        ws._open_directories(ws.root / "escape-dir" / "new", "escape-dir/new/x.bin")
+    assert info.value.code == "not_a_directory"
+    assert sorted(p.name for p in (tmp / "outside").iterdir()) == ["secret.txt"]
