@@ -13,9 +13,10 @@ the opened file itself (``fstat``), so a link made between a check and the open
 is caught as well; a copy of the file (which has one link) can be delivered.
 
 A file fetched into the workspace (:meth:`Workspace.place`) follows the same
-rules the other way: its destination resolves inside the workspace; its bytes go
-to a temporary name beside it, in a directory held open (and checked again
-through ``/proc/self/fd``), created without following a link; and it takes the
+rules the other way: its destination resolves inside the workspace; its
+directories are made (when missing) and opened one by one from the workspace
+down without following a link; its bytes go to a temporary name beside it,
+created in the directory held open without following a link; and it takes the
 destination's name only by :meth:`Placement.commit`: linked there (so an
 existing file is never replaced), or renamed over an existing regular file when
 overwriting was asked for.

@@ -1,8 +1,10 @@
 """``mobius-artifacts mcp`` driven by the ``mcp`` SDK's own client, over stdio (and once
 over streamable HTTP), against a served gateway: the tools and their schemas, a
 delivered file found through the HTTP API with its description and lineage, escapes
-refused with nothing published, reading back as text, image, blob or link, and the
-gateway's refusals as tool errors carrying their code."""
+refused with nothing published, reading back as text, image, blob or link, fetching
+into the workspace (verified, never outside it), the tools' titles, annotations and
+output schemas, progress of large transfers, and the gateway's refusals as tool
+errors carrying their code."""
 
 from __future__ import annotations
 
