@@ -742,14 +742,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the Model Context Protocol for agents (stdio; pip install "
         "'mobius-artifacts[mcp]')",
         description="A Model Context Protocol server with the tools deliver_file, "
-        "publish_text, list_artifacts, get_artifact and read_artifact, and the resources "
+        "publish_text, list_artifacts, get_artifact, read_artifact and fetch_artifact, and "
+        "the resources "
         "artifact://{project}/{id}. It speaks over stdio unless --http is given.",
     )
     workspace = mcp.add_argument(
         "--workspace",
         metavar="DIR",
-        help="the directory whose files deliver_file may publish "
-        "(default: $MOBIUS_WORKSPACE, else the working directory)",
+        help="the directory whose files deliver_file may publish, and fetch_artifact "
+        "writes into (default: $MOBIUS_WORKSPACE, else the working directory)",
     )
     workspace.complete = DIRECTORIES  # type: ignore[attr-defined]
     mcp.add_argument(

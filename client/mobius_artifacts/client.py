@@ -322,7 +322,7 @@ class AsyncArtifactClient:
 
     async def download_to(
         self,
-        artifact_id: str,
+        artifact: str | Artifact,
         sink: IO[bytes],
         *,
         progress: Progress | None = None,
@@ -333,8 +333,10 @@ class AsyncArtifactClient:
         The bytes reach ``sink`` before they are verified, since it cannot be
         rewound: :class:`DigestMismatch` at the end means that what was written is
         not the artifact. A retry resumes after the bytes already written, which are
-        never written twice. Returns the artifact.
+        never written twice. Returns the artifact (``artifact`` may be one already
+        read, which saves a request).
         """
-        artifact = await self.get(artifact_id)
+        if isinstance(artifact, str):
+            artifact = await self.get(artifact)
         await downloads.download_to(self._transport, artifact, sink, progress)
         return artifact

@@ -9,9 +9,15 @@ It speaks MCP over stdio (or streamable HTTP on the loopback interface with
 the only directory whose files ``deliver_file`` publishes.
 
 Tools: ``deliver_file``, ``publish_text`` (publish with the lease, else the
-principal token), ``list_artifacts``, ``get_artifact``, ``read_artifact`` (read
-with the principal token). A refused path or an error answer of the gateway is
-a tool error (``isError``) whose text starts with the stable code
+principal token), ``list_artifacts``, ``get_artifact``, ``read_artifact`` and
+``fetch_artifact`` (read with the principal token; ``fetch_artifact`` writes the
+content into the workspace, verified by sha256). Each has a title, annotations
+(read-only, destructive, idempotent, open-world hints) and, but ``read_artifact``,
+an output schema its structured content follows. ``deliver_file`` and
+``fetch_artifact`` report progress when the caller asks for it (a
+``progressToken``): at most one notification per MiB moved or per quarter second.
+A refused path or an error answer of the gateway is a tool error (``isError``)
+whose text starts with the stable code
 (``outside_workspace``, ``quota_exceeded``, ``lease_inactive`` …) and goes on with
 the detail, every URL's credentials redacted; the server itself keeps running,
 and answers every request (one it cannot read with a JSON-RPC error).
@@ -36,7 +42,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 from urllib.parse import quote, unquote, urlsplit
@@ -45,7 +51,7 @@ from mcp import types
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
-from pydantic import AnyUrl, BaseModel, Field
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field
 
 from mobius_artifacts._version import __version__
 from mobius_artifacts.client import AsyncArtifactClient
@@ -71,6 +77,9 @@ IMAGE_LIMIT: Final = 5 * 1024 * 1024
 """An inline image returned as an image block or a blob, at most."""
 SIGNED_URL_SECONDS: Final = 300
 RESOURCE_LIST_LIMIT: Final = 100
+PROGRESS_BYTES: Final = 1024 * 1024
+PROGRESS_SECONDS: Final = 0.25
+"""A progress notification goes out when this many more bytes moved, or this long passed."""
 SLUG: Final = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
@@ -100,14 +109,116 @@ class Delivered(BaseModel):
     download_url_expires_at: str | None = Field(description="When download_url stops working.")
 
 
+class OwnerInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(description="run, user, agent or service.")
+    id: str = Field(description="The run id, or the principal's id.")
+
+
+class LineageInfo(BaseModel):
+    """Where a run's artifact comes from: the job's claim."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    step_id: str
+    job_id: str
+    attempt: int
+    worker_session_id: str
+    session_id: str | None = None
+
+
+class ArtifactInfo(BaseModel):
+    """An artifact as the gateway describes it (fields it adds later pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="The artifact id (art_…).")
+    project: str
+    name: str
+    mime: str = Field(description="Its media type.")
+    size: int = Field(description="Its size in bytes.")
+    sha256: str
+    state: str = Field(description="available or deleted.")
+    created_at: str = Field(description="RFC 3339.")
+    deleted_at: str | None = None
+    owner: OwnerInfo
+    lineage: LineageInfo | None = Field(description="The run's lineage; null for a principal's.")
+    created_by: str | None = None
+    description: str | None = None
+    metadata: dict[str, Any] = Field(description="The JSON object of facts given at publish.")
+    derived_from: list[str] = Field(description="The ids of the artifacts it was made from.")
+    artifact_type: str | None = Field(default=None, description="report, plan, log …")
+
+
 class Listing(BaseModel):
     """Artifacts, newest first."""
 
-    items: list[dict[str, Any]] = Field(
-        description="Each artifact as the gateway describes it (id, name, mime, size, sha256, "
-        "state, created_at, owner, lineage, description, metadata, derived_from, artifact_type)."
-    )
+    items: list[ArtifactInfo] = Field(description="The artifacts, newest first.")
     has_more: bool = Field(description="More artifacts match than limit allowed to return.")
+
+
+class Fetched(BaseModel):
+    """An artifact written into the workspace, its sha256 verified."""
+
+    path: str = Field(description="The file's absolute path, inside the workspace.")
+    size: int = Field(description="Its size in bytes.")
+    sha256: str = Field(description="The sha256 of its bytes, the gateway's record.")
+    id: str = Field(description="The artifact id (art_…).")
+    name: str = Field(description="The artifact's name.")
+    mime: str = Field(description="Its media type.")
+
+
+class ProgressReport:
+    """The client's ``progress(done, total)`` as MCP progress notifications.
+
+    One goes out when ``PROGRESS_BYTES`` more moved or ``PROGRESS_SECONDS`` passed
+    since the last, and at the end; the value only ever grows (after a retry it
+    waits until the transfer passes it again). Without the caller's
+    ``progressToken`` the SDK sends nothing.
+    """
+
+    def __init__(self, ctx: Context[Any, Any], what: str) -> None:
+        self.ctx = ctx
+        self.what = what
+        self.loop = asyncio.get_running_loop()
+        self.sent = 0
+        self.sent_at = self.loop.time()
+        self.latest: tuple[int, int | None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if done <= self.sent:
+            return
+        now = self.loop.time()
+        final = total is not None and done >= total
+        if (
+            not final
+            and done - self.sent < PROGRESS_BYTES
+            and now - self.sent_at < PROGRESS_SECONDS
+        ):
+            return
+        self.sent, self.sent_at = done, now
+        self.latest = (done, total)
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self.latest is not None:
+            done, total = self.latest
+            self.latest = None
+            shown = f"{done} of {total} bytes" if total is not None else f"{done} bytes"
+            try:
+                await self.ctx.report_progress(done, total, f"{self.what}: {shown}")
+            except Exception as exc:  # the transfer goes on without its reports
+                logger.debug("a progress notification was not sent: %s", exc)
+                return
+
+    async def aclose(self) -> None:
+        """Wait for the notifications under way (the last one included)."""
+        if self.task is not None:
+            await self.task
 
 
 def failure(
@@ -227,8 +338,10 @@ class Agent:
         name: str | None,
         artifact_type: str | None,
         metadata: dict[str, Any] | None,
+        ctx: Context[Any, Any] | None = None,
     ) -> types.CallToolResult:
         resolved, fh = await asyncio.to_thread(self.workspace.open, file_path)
+        report = ProgressReport(ctx, f"publishing {resolved.name}") if ctx is not None else None
         try:
             name = name or resolved.name
             if not _is_text(name):  # a file name of bytes that are not UTF-8
@@ -243,9 +356,12 @@ class Agent:
                 description=description,
                 metadata=metadata,
                 artifact_type=artifact_type,
+                progress=report,
             )
         finally:
             await asyncio.to_thread(fh.close)
+            if report is not None:
+                await report.aclose()
         return await self.delivered(ref, description)
 
     async def publish_text(
@@ -275,17 +391,55 @@ class Agent:
         items = await _take(listing, limit + 1)
         shown = items[:limit]
         result = Listing(
-            items=[dict(a.raw) for a in shown], has_more=len(items) > limit
+            items=[ArtifactInfo.model_validate(dict(a.raw)) for a in shown],
+            has_more=len(items) > limit,
         ).model_dump(mode="json")
         links = [_link(self.project, a, a.description) for a in shown]
         return types.CallToolResult(content=[_json_text(result), *links], structured_content=result)
 
     async def get_artifact(self, artifact_id: str) -> types.CallToolResult:
         artifact = await self.client.get(artifact_id)
-        data = dict(artifact.raw)
+        data = ArtifactInfo.model_validate(dict(artifact.raw)).model_dump(mode="json")
         return types.CallToolResult(
             content=[_json_text(data), _link(self.project, artifact, artifact.description)],
             structured_content=data,
+        )
+
+    async def fetch_artifact(
+        self,
+        artifact_id: str,
+        file_path: str | None,
+        *,
+        overwrite: bool,
+        ctx: Context[Any, Any] | None = None,
+    ) -> types.CallToolResult:
+        artifact = await self.client.get(artifact_id)
+        if artifact.deleted:
+            raise ArtifactDeleted(f"artifact {artifact.id} was deleted", status=410)
+        placement = await asyncio.to_thread(
+            self.workspace.place, file_path, artifact.name, overwrite=overwrite
+        )
+        report = ProgressReport(ctx, f"fetching {artifact.name}") if ctx is not None else None
+        try:
+            await self.client.download_to(artifact, placement.file, progress=report)
+            await asyncio.to_thread(placement.commit)
+        except BaseException:
+            await asyncio.to_thread(placement.discard)
+            raise
+        finally:
+            if report is not None:
+                await report.aclose()
+        result = Fetched(
+            path=str(placement.path),
+            size=artifact.size,
+            sha256=artifact.sha256,
+            id=artifact.id,
+            name=artifact.name,
+            mime=artifact.mime,
+        ).model_dump(mode="json")
+        return types.CallToolResult(
+            content=[_json_text(result), _link(self.project, artifact, artifact.description)],
+            structured_content=result,
         )
 
     async def read_artifact(self, artifact_id: str) -> types.CallToolResult:
@@ -464,8 +618,28 @@ Metadata = Annotated[
 ArtifactId = Annotated[str, Field(description="The artifact id (art_…).")]
 
 
+def hints(title: str, kind: tuple[bool, bool, bool]) -> types.ToolAnnotations:
+    """A tool's title and behaviour (read-only, destructive, idempotent), as
+    ToolAnnotations: every tool works on the project's artifacts and the workspace
+    only (a closed world)."""
+    read_only, destructive, idempotent = kind
+    return types.ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
+READING: Final = (True, False, True)
+PUBLISHING: Final = (False, False, False)
+FETCHING: Final = (False, True, True)
+"""fetch_artifact replaces a file of the workspace when asked to (``overwrite``)."""
+
+
 def build(agent: Agent) -> ArtifactServer:
-    """The MCP server of ``agent``: its five tools, its template and its resources."""
+    """The MCP server of ``agent``: its six tools, its template and its resources."""
     root = agent.workspace.root
     server = ArtifactServer(
         agent,
@@ -476,16 +650,19 @@ def build(agent: Agent) -> ArtifactServer:
             f"Publish the files you produce as artifacts of project {agent.project} with "
             f"deliver_file (files inside the workspace {root} only) or small texts with "
             "publish_text; describe each one. Find artifacts with list_artifacts and "
-            "get_artifact, read them with read_artifact. A tool error starts with a stable "
+            "get_artifact, read them with read_artifact, download one into the workspace "
+            "with fetch_artifact. A tool error starts with a stable "
             "code (quota_exceeded, lease_inactive, outside_workspace …)."
         ),
         log_level="WARNING",
     )
 
-    @server.tool(
-        name="deliver_file",
-        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False),
-    )
+    def tool(
+        name: str, title: str, kind: tuple[bool, bool, bool], **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return server.tool(name=name, title=title, annotations=hints(title, kind), **options)
+
+    @tool("deliver_file", "Deliver a file", PUBLISHING)
     async def deliver_file(
         filePath: Annotated[  # the name agents know
             str,
@@ -504,13 +681,15 @@ def build(agent: Agent) -> ArtifactServer:
         ] = None,
         artifact_type: ArtifactType = None,
         metadata: Metadata = None,
+        ctx: Context[Any, Any] | None = None,
     ) -> Annotated[types.CallToolResult, Delivered]:
         """Publish a file of the workspace as an artifact, in one call, and carry on.
 
         The file is streamed to the gateway, which verifies its sha256 and charges it to
         the project's quota; published under the job's lease, it carries the run's lineage.
         Returns the artifact's reference, a resource link (artifact://…) and, when the
-        server can read, a download URL valid for a few minutes.
+        server can read, a download URL valid for a few minutes. Reports progress when
+        asked to (a progressToken).
         """
         return await guarded(
             agent.deliver_file(
@@ -519,13 +698,11 @@ def build(agent: Agent) -> ArtifactServer:
                 name=name,
                 artifact_type=artifact_type,
                 metadata=metadata,
+                ctx=ctx,
             )
         )
 
-    @server.tool(
-        name="publish_text",
-        annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False),
-    )
+    @tool("publish_text", "Publish a text", PUBLISHING)
     async def publish_text(
         name: Annotated[
             str, Field(description="The artifact's name, with an extension: plan.md, notes.txt …")
@@ -555,7 +732,7 @@ def build(agent: Agent) -> ArtifactServer:
             )
         )
 
-    @server.tool(name="list_artifacts", annotations=types.ToolAnnotations(read_only_hint=True))
+    @tool("list_artifacts", "List artifacts", READING)
     async def list_artifacts(
         *,
         run_id: Annotated[str | None, Field(description="Only this run's artifacts.")] = None,
@@ -594,22 +771,47 @@ def build(agent: Agent) -> ArtifactServer:
         }
         return await guarded(agent.list_artifacts(limit, **filters))
 
-    @server.tool(name="get_artifact", annotations=types.ToolAnnotations(read_only_hint=True))
-    async def get_artifact(id: ArtifactId) -> Annotated[types.CallToolResult, dict[str, Any]]:
+    @tool("get_artifact", "Describe an artifact", READING)
+    async def get_artifact(id: ArtifactId) -> Annotated[types.CallToolResult, ArtifactInfo]:
         """Describe one artifact: name, media type, size, sha256, description, metadata,
         lineage (run, step, job, attempt), owner, type, state."""
         return agent.needs_reader() or await guarded(agent.get_artifact(id))
 
-    @server.tool(
-        name="read_artifact",
-        annotations=types.ToolAnnotations(read_only_hint=True),
-        structured_output=False,
-    )
+    @tool("read_artifact", "Read an artifact", READING, structured_output=False)
     async def read_artifact(id: ArtifactId) -> types.CallToolResult:
         """Read an artifact: its text (text artifacts up to 1 MiB), the image itself (inline
         images up to 5 MiB), otherwise a resource link and a download URL valid for a few
         minutes."""
         return agent.needs_reader() or await guarded(agent.read_artifact(id))
+
+    @tool("fetch_artifact", "Fetch an artifact", FETCHING)
+    async def fetch_artifact(
+        id: ArtifactId,
+        *,
+        filePath: Annotated[
+            str | None,
+            Field(
+                description=f"Where to write it: a path relative to the workspace {root}, or "
+                "an absolute path inside it (default: the artifact's name in the workspace; "
+                "an existing directory receives the artifact's name in it). Paths that "
+                "resolve outside the workspace (symbolic links are followed) are refused."
+            ),
+        ] = None,
+        overwrite: Annotated[
+            bool, Field(description="Replace an existing file there (default: refuse).")
+        ] = False,
+        ctx: Context[Any, Any] | None = None,
+    ) -> Annotated[types.CallToolResult, Fetched]:
+        """Download an artifact into the workspace, verified by sha256, to work on it.
+
+        The bytes go to a temporary file beside the destination, which takes its name
+        only once their sha256 matches the gateway's record (file_exists when a file
+        is there, unless overwrite). Returns the path, size and sha256. Reports progress
+        when asked to (a progressToken).
+        """
+        return agent.needs_reader() or await guarded(
+            agent.fetch_artifact(id, filePath, overwrite=overwrite, ctx=ctx)
+        )
 
     return server
 

@@ -294,14 +294,14 @@ class ArtifactClient:
 
     def download_to(
         self,
-        artifact_id: str,
+        artifact: str | Artifact,
         sink: IO[bytes],
         *,
         progress: Progress | None = None,
     ) -> Artifact:
         """See :meth:`AsyncArtifactClient.download_to` (``on_retry`` and ``progress`` are
         called on the client's own thread)."""
-        return self._runner.run(self._async.download_to(artifact_id, sink, progress=progress))
+        return self._runner.run(self._async.download_to(artifact, sink, progress=progress))
 
     def read_content(
         self, artifact: str | Artifact, *, max_bytes: int = 1024 * 1024

@@ -1,8 +1,10 @@
 """``mobius-artifacts mcp`` driven by the ``mcp`` SDK's own client, over stdio (and once
 over streamable HTTP), against a served gateway: the tools and their schemas, a
 delivered file found through the HTTP API with its description and lineage, escapes
-refused with nothing published, reading back as text, image, blob or link, and the
-gateway's refusals as tool errors carrying their code."""
+refused with nothing published, reading back as text, image, blob or link, fetching
+into the workspace (verified, never outside it), the tools' titles, annotations and
+output schemas, progress of large transfers, and the gateway's refusals as tool
+errors carrying their code."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp import types as mt
@@ -36,7 +39,23 @@ from tests.e2e.test_serve import Gateway, serve
 from tests.helpers import ADMIN, SCHEDULER
 
 pytestmark = pytest.mark.timeout(120)
-TOOLS = {"deliver_file", "publish_text", "list_artifacts", "get_artifact", "read_artifact"}
+TOOLS = {
+    "deliver_file",
+    "publish_text",
+    "list_artifacts",
+    "get_artifact",
+    "read_artifact",
+    "fetch_artifact",
+}
+# (read-only, destructive, idempotent); every tool's world is closed
+HINTS = {
+    "deliver_file": (False, False, False),
+    "publish_text": (False, False, False),
+    "list_artifacts": (True, False, True),
+    "get_artifact": (True, False, True),
+    "read_artifact": (True, False, True),
+    "fetch_artifact": (False, True, True),
+}
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +193,10 @@ async def test_tools_schemas_and_the_resource_template(env: dict[str, str], proj
             "limit",
         }
         assert "required" not in listing
-        for name in ("get_artifact", "read_artifact"):
+        for name in ("get_artifact", "read_artifact", "fetch_artifact"):
             assert tools[name].input_schema["required"] == ["id"]
+        fetch = tools["fetch_artifact"].input_schema
+        assert set(fetch["properties"]) == {"id", "filePath", "overwrite"}
         out = tools["deliver_file"].output_schema
         assert out is not None
         assert {"id", "sha256", "uri", "download_url"} <= set(out["properties"])
@@ -771,3 +792,161 @@ async def test_url_credentials_never_reach_the_agent_or_the_logs(
     result = cli("publish", str(workspace / "d.txt"), "--retries", "0", env=environ(**env))
     assert result.returncode == 5, result.stderr
     assert "unavailable" in result.stderr and "s3cret" not in result.stderr
+
+
+async def test_titles_annotations_and_typed_outputs(
+    env: dict[str, str], project: str, workspace: Path
+) -> None:
+    (workspace / "typed.txt").write_text("typed")
+    async with agent(env) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        for name, (read_only, destructive, idempotent) in HINTS.items():
+            tool = tools[name]
+            assert tool.title and tool.annotations, name
+            hints = tool.annotations
+            assert hints.title == tool.title
+            assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint) == (
+                read_only,
+                destructive,
+                idempotent,
+            ), name
+            assert hints.open_world_hint is False
+            assert (tool.output_schema is None) == (name == "read_artifact"), name
+        schemas = {name: tool.output_schema for name, tool in tools.items()}
+        assert {"id", "name", "sha256", "lineage", "owner"} <= set(
+            schemas["get_artifact"]["required"]  # type: ignore[index]
+        )
+        assert {"path", "size", "sha256"} <= set(schemas["fetch_artifact"]["required"])  # type: ignore[index]
+
+        calls: list[tuple[str, dict[str, Any]]] = [
+            ("deliver_file", {"filePath": "typed.txt"}),
+            ("publish_text", {"name": "typed.md", "content": "# typed"}),
+        ]
+        results = {}
+        for name, arguments in calls:
+            results[name] = await client.call_tool(name, arguments)
+        artifact_id = results["deliver_file"].structured_content["id"]
+        for name, arguments in (
+            ("list_artifacts", {}),
+            ("get_artifact", {"id": artifact_id}),
+            ("fetch_artifact", {"id": artifact_id, "filePath": "fetched/typed.txt"}),
+        ):
+            results[name] = await client.call_tool(name, arguments)
+        for name, result in results.items():
+            assert not result.is_error, text_of(result)
+            assert isinstance(result.structured_content, dict), name
+            jsonschema.validate(result.structured_content, schemas[name])
+        listed = results["list_artifacts"].structured_content
+        assert [i["name"] for i in listed["items"]] == ["typed.md", "typed.txt"]
+        got = results["get_artifact"].structured_content
+        assert got["lineage"]["run_id"] == "run_mcp" and got["state"] == "available"
+
+
+async def _with_progress(
+    client: Client, name: str, arguments: dict[str, Any], size: int
+) -> dict[str, Any]:
+    """Call ``name`` with a progress callback; check the notifications; the result."""
+    reports: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    started = time.monotonic()
+    result = await client.call_tool(name, arguments, progress_callback=on_progress)
+    elapsed = time.monotonic() - started
+    assert not result.is_error, text_of(result)
+    assert isinstance(result.structured_content, dict)
+    done = [r[0] for r in reports]
+    assert len(done) >= 2, (name, reports)
+    assert done == sorted(set(done)), reports  # always increasing
+    assert done[-1] == size and {r[1] for r in reports} == {size}
+    assert all(r[2] and "bytes" in r[2] for r in reports)
+    # rate-limited: one per MiB moved or per quarter second, at most
+    assert len(done) <= size // (1024 * 1024) + 2 + elapsed / 0.25, (len(done), elapsed)
+    return result.structured_content
+
+
+async def test_large_transfers_report_progress(env: dict[str, str], workspace: Path) -> None:
+    size = 5 * 1024 * 1024 + 123
+    body = os.urandom(size)
+    (workspace / "big.bin").write_bytes(body)
+    async with agent(env) as client:
+        ref = await _with_progress(client, "deliver_file", {"filePath": "big.bin"}, size)
+        arguments = {"id": ref["id"], "filePath": "copy.bin"}
+        fetched = await _with_progress(client, "fetch_artifact", arguments, size)
+        assert fetched["path"] == str(workspace / "copy.bin")
+        assert (workspace / "copy.bin").read_bytes() == body
+        # without a progressToken: no notifications, same result
+        plain = await client.call_tool("deliver_file", {"filePath": "big.bin", "name": "b2.bin"})
+        assert not plain.is_error, text_of(plain)
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+async def test_fetch_artifact_writes_into_the_workspace_verified(
+    env: dict[str, str], workspace: Path
+) -> None:
+    body = os.urandom(300_000)
+    (workspace / "data.bin").write_bytes(body)
+    outside = workspace.parent / "outside"
+    (workspace / "dirlink").symlink_to(outside)
+    (workspace / "filelink").symlink_to(outside / "secret.txt")
+    async with agent(env) as client:
+        ref = (await client.call_tool("deliver_file", {"filePath": "data.bin"})).structured_content
+        assert isinstance(ref, dict)
+        (workspace / "data.bin").unlink()
+        sha = hashlib.sha256(body).hexdigest()
+
+        async def fetch(**arguments: Any) -> mt.CallToolResult:
+            return await client.call_tool("fetch_artifact", {"id": ref["id"], **arguments})
+
+        # the artifact's name in the workspace by default; a directory receives it too
+        for arguments, where in (
+            ({}, workspace / "data.bin"),
+            ({"filePath": "out"}, workspace / "out" / "data.bin"),
+            ({"filePath": "new/deeper/d.bin"}, workspace / "new" / "deeper" / "d.bin"),
+            ({"filePath": str(workspace / "abs.bin")}, workspace / "abs.bin"),
+        ):
+            result = await fetch(**arguments)
+            assert not result.is_error, text_of(result)
+            assert result.structured_content == {
+                "path": str(where),
+                "size": len(body),
+                "sha256": sha,
+                "id": ref["id"],
+                "name": "data.bin",
+                "mime": "application/octet-stream",
+            }
+            assert where.read_bytes() == body
+        # an existing file is kept, unless overwrite
+        (workspace / "keep.bin").write_bytes(b"mine")
+        assert "overwrite" in tool_error(await fetch(filePath="keep.bin"), "file_exists")
+        assert (workspace / "keep.bin").read_bytes() == b"mine"
+        assert not (await fetch(filePath="keep.bin", overwrite=True)).is_error
+        assert (workspace / "keep.bin").read_bytes() == body
+        tool_error(await fetch(filePath="."), "file_exists")  # ./data.bin is there
+
+        before = _tree(workspace)
+        for path in (
+            "../x.bin",
+            "out/../../x.bin",
+            str(outside / "x.bin"),
+            "/tmp/x.bin",
+            "dirlink/x.bin",
+            "dirlink",
+            "filelink",
+        ):
+            result = await fetch(filePath=path, overwrite=True)
+            assert result.structured_content is None
+            assert str(workspace) in tool_error(result, "outside_workspace"), path
+        assert _tree(outside) == ["secret.txt"]
+        assert (outside / "secret.txt").read_text() == "not for publishing\n"
+        assert not Path("/tmp/x.bin").exists() and not (workspace.parent / "x.bin").exists()
+        tool_error(
+            await client.call_tool("fetch_artifact", {"id": "art_01JD3K7Q9ZB4M2X8N6V5T1R0PA"}),
+            "not_found",
+        )
+        assert _tree(workspace) == before  # and no temporary file is left behind
+        assert not [p for p in before if p.endswith(".part")]

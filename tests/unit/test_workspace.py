@@ -114,3 +114,96 @@ def test_a_hard_link_made_after_the_check_is_caught_on_the_opened_file(
 
     monkeypatch.setattr(Workspace, "locate", then_link)
     assert refused(ws, "sub/data.csv") == "hard_linked"
+
+
+def _place(ws: Workspace, path: str | None, *, overwrite: bool = False) -> Path:
+    """Write b"new" at ``path`` (default name ``art.bin``) through a placement."""
+    placement = ws.place(path, "art.bin", overwrite=overwrite)
+    placement.file.write(b"new")
+    placement.commit()
+    assert placement.path.read_bytes() == b"new"
+    return placement.path
+
+
+def test_placing_files_inside(tree: tuple[Workspace, Path]) -> None:
+    ws, _ = tree
+    assert _place(ws, None) == ws.root / "art.bin"
+    assert _place(ws, "sub") == ws.root / "sub" / "art.bin"  # a directory gets the name
+    assert _place(ws, "a/b/c.bin") == ws.root / "a" / "b" / "c.bin"  # directories made
+    assert _place(ws, str(ws.root / "abs.bin")) == ws.root / "abs.bin"
+    # a link that stays inside: its target is written
+    assert _place(ws, "inner", overwrite=True) == ws.root / "sub" / "data.csv"
+    assert not [p for p in ws.root.rglob("*.part")]
+
+
+def test_placing_never_replaces_unless_asked(tree: tuple[Workspace, Path]) -> None:
+    ws, _ = tree
+    with pytest.raises(WorkspaceError) as info:
+        ws.place("report.md", "art.bin", overwrite=False)
+    assert info.value.code == "file_exists"
+    # a file that appears while the bytes are written is not replaced either
+    placement = ws.place("late.md", "art.bin", overwrite=False)
+    (ws.root / "late.md").write_text("theirs")
+    with pytest.raises(WorkspaceError) as info:
+        placement.commit()
+    assert info.value.code == "file_exists"
+    assert (ws.root / "late.md").read_text() == "theirs"
+    assert _place(ws, "report.md", overwrite=True) == ws.root / "report.md"
+    for path, code in (("sub", "file_exists"), (".", "file_exists")):
+        (ws.root / "sub" / "art.bin").write_text("x")
+        (ws.root / "art.bin").write_text("x")
+        with pytest.raises(WorkspaceError) as info:
+            ws.place(path, "art.bin", overwrite=False)
+        assert info.value.code == code
+    (ws.root / "d" / "art.bin" / "art.bin").mkdir(parents=True)  # no room for the name
+    with pytest.raises(WorkspaceError) as info:
+        ws.place("d/art.bin", "art.bin", overwrite=True)
+    assert info.value.code == "is_a_directory"
+    assert not [p for p in ws.root.rglob("*.part")]
+
+
+def test_placing_outside_is_refused_and_writes_nothing(tree: tuple[Workspace, Path]) -> None:
+    ws, tmp = tree
+    before = sorted(tmp.rglob("*"))
+    for path in (
+        "../x.bin",
+        "sub/../../x.bin",
+        str(tmp / "outside" / "x.bin"),
+        "../ws-2/x.bin",
+        "escape",  # a link to a file outside
+        "escape-dir/x.bin",  # through a linked directory
+        "escape-dir/new/x.bin",  # no directory is made outside either
+        "/etc/x.bin",
+    ):
+        with pytest.raises(WorkspaceError) as info:
+            ws.place(path, "art.bin", overwrite=True)
+        assert info.value.code == "outside_workspace", path
+    for name in ("", ".", "..", "a/b"):
+        with pytest.raises(WorkspaceError) as info:
+            ws.place(None, name, overwrite=False)
+        assert info.value.code == "invalid_name"
+    assert sorted(tmp.rglob("*")) == before
+    assert (tmp / "outside" / "secret.txt").read_text() == "secret\n"
+
+
+def test_a_discarded_placement_leaves_nothing(tree: tuple[Workspace, Path]) -> None:
+    ws, _ = tree
+    before = sorted(ws.root.rglob("*"))
+    placement = ws.place("gone.bin", "art.bin", overwrite=False)
+    placement.file.write(b"half")
+    placement.discard()
+    placement.discard()  # twice is fine
+    assert sorted(ws.root.rglob("*")) == before
+
+
+def test_placing_under_a_file_or_a_link_swapped_in_is_refused(tree: tuple[Workspace, Path]) -> None:
+    ws, tmp = tree
+    with pytest.raises(WorkspaceError) as info:
+        ws.place("report.md/x.bin", "art.bin", overwrite=False)
+    assert info.value.code == "not_a_directory"
+    # a directory replaced by a link to outside after the path was resolved: the
+    # directories are opened one by one without following links
+    with pytest.raises(WorkspaceError) as info:
+        ws._open_directories(ws.root / "escape-dir" / "new", "escape-dir/new/x.bin")
+    assert info.value.code == "not_a_directory"
+    assert sorted(p.name for p in (tmp / "outside").iterdir()) == ["secret.txt"]
