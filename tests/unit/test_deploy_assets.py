@@ -734,6 +734,86 @@ SCENARIOS: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]] = {
 }
 
 
+RUNBOOK_BASE = "{{ $externalLabels.runbook_base }}"
+HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors a Markdown renderer gives the headings (outside fenced blocks),
+    as GitHub and GitLab make them: lower case, punctuation dropped, spaces to ``-``."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    return {
+        re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        for title in HEADING.findall(prose)
+    }
+
+
+def test_markdown_anchors() -> None:
+    text = "## Key rotation\n```sh\n# not a heading\n```\n### ArtifactGatewayDbPoolSaturated\n"
+    assert markdown_anchors(text) == {"key-rotation", "artifactgatewaydbpoolsaturated"}
+
+
+def test_every_alert_links_its_runbook_with_an_absolute_runbook_url() -> None:
+    """``runbook_url`` (the conventional annotation), absolute once the operator sets the
+    external label ``runbook_base``, pointing at the alert's own section of deploy/README.md."""
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    anchors = markdown_anchors(readme)
+    for rule in alert_rules():
+        name, annotations = rule["alert"], rule["annotations"]
+        assert "runbook" not in annotations, name
+        base, _, fragment = annotations["runbook_url"].partition("/deploy/README.md#")
+        assert base == RUNBOOK_BASE, (name, annotations["runbook_url"])
+        assert fragment == name.lower() and fragment in anchors, (name, fragment)
+    assert "runbook_base:" in readme and "external_labels:" in readme  # documented
+
+
+def test_promtool_renders_every_runbook_url(tmp_path: Path) -> None:
+    """The template is one Prometheus expands: ``$externalLabels`` is known to it (an
+    unknown variable fails ``check rules``), and each alert's link renders to its path."""
+    rules = [
+        {"alert": r["alert"], "expr": "vector(1)", "annotations": {"runbook_url": url}}
+        for r in alert_rules()
+        for url in [r["annotations"]["runbook_url"]]
+    ]
+    rule_file = tmp_path / "runbooks.yaml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "runbooks", "rules": rules}]}))
+    assert run_promtool("check", "rules", str(rule_file)).returncode == 0
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [],
+            "alert_rule_test": [
+                {
+                    "eval_time": "1m",
+                    "alertname": rule["alert"],
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {},
+                            # promtool's unit tests set no external labels: the bare path
+                            "exp_annotations": {
+                                "runbook_url": f"/deploy/README.md#{rule['alert'].lower()}"
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+        for rule in rules
+    ]
+    test_file = tmp_path / "runbooks_test.yaml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {"rule_files": [str(rule_file)], "evaluation_interval": "1m", "tests": tests}
+        )
+    )
+    result = run_promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(rule_file.read_text().replace("$externalLabels", "$externalLabelz"))
+    assert run_promtool("check", "rules", str(unknown)).returncode != 0
+
+
 def test_every_alert_has_a_scenario() -> None:
     assert {r["alert"] for r in alert_rules()} == set(SCENARIOS)
 
