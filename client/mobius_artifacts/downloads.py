@@ -57,7 +57,8 @@ async def download(
     dest: str | os.PathLike[str],
     progress: Progress | None,
 ) -> Path:
-    """Download ``artifact`` to ``dest`` (a file, or a directory to use its name).
+    """Download ``artifact`` to ``dest`` (a file, or a directory to use its name: an
+    existing one, or a path ending with a separator, which is created).
 
     An existing file at the destination is replaced. After a network failure
     (:class:`Unavailable`) or an interruption the partial file stays, and the
@@ -69,6 +70,8 @@ async def download(
         )
     loop = asyncio.get_running_loop()
     target = Path(dest)
+    if os.fspath(dest).endswith(("/", os.sep)):
+        await loop.run_in_executor(None, lambda: target.mkdir(parents=True, exist_ok=True))
     if await loop.run_in_executor(None, target.is_dir):
         target = target / artifact.name
     part = target.with_name("." + target.name + ".part")

@@ -365,6 +365,16 @@ async def test_download_resumes_with_range_and_is_exact(
     assert seen[-1] == (len(data), len(data))
 
 
+async def test_download_to_a_path_ending_with_a_separator_makes_that_directory(
+    client: TestClient, project: str, proxy: Proxy, tmp_path: Path
+) -> None:
+    async with await worker(client, project, proxy.base) as c:
+        ref = await c.publish(b"inside\n", name="r.txt")
+        path = await c.download(ref.id, f"{tmp_path}/downloads/")
+    assert path == tmp_path / "downloads" / "r.txt"
+    assert path.read_bytes() == b"inside\n"
+
+
 async def test_download_refuses_a_wrong_digest(
     client: TestClient, project: str, proxy: Proxy, tmp_path: Path
 ) -> None:
