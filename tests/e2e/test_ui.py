@@ -321,6 +321,7 @@ async def test_a_first_visit_asks_to_sign_in_and_not_to_sign_in_again(
             await page.get_by_text("Sign in to see this page.").wait_for()
             headings = await page.locator("main h1").all_inner_texts()
             assert headings == ["Sign in"], headings
+            assert await page.locator("main [role='alert']:not(:empty)").count() == 0
             assert "again" not in (await page.locator("main").inner_text()).lower()
             assert await page.get_by_role("button", name="Sign in").is_visible()
         await no_violations(page)

@@ -176,7 +176,7 @@ function signIn(reason, again = false) {
   const projects = Array.isArray(claims?.projects) ? claims.projects.filter((p) => p !== '*') : [];
   replace(main,
     h('div', { class: 'page-head' }, h('h1', { text: again ? 'Sign in again' : reason ? 'Sign in' : 'Artifact browser' })),
-    reason ? h('p', { class: 'error', role: 'alert', text: reason }) : null,
+    reason ? h('p', again ? { class: 'error', role: 'alert', text: reason } : { class: 'lead', text: reason }) : null,
     claims ? h('p', {}, 'Signed in as ', h('code', { text: String(claims.sub) }), '. Choose a project.') : null,
     projects.length ? h('ul', { class: 'projects' }, projects.map((p) => h('li', {}, h('a', { href: uiPath('projects', p) }, h('code', { text: p }))))) : null,
     form);

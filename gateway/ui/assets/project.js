@@ -68,7 +68,7 @@ export function projectView(ctx, focus) {
   const when = (iso) => h('time', { datetime: iso, title: iso, text: age(iso) });
   const size = (bytes) => h('span', { title: `${bytes.toLocaleString('en')} bytes`, text: humanSize(bytes) });
   const table = (label, heads, rows) => h('table', { class: 'summary', 'aria-label': label },
-    h('thead', {}, h('tr', {}, heads.map((text) => h('th', { scope: 'col', text })))),
+    h('thead', {}, h('tr', {}, heads.map((text, i) => h('th', { scope: 'col', class: i && text !== 'Latest' && text !== 'Session' ? 'number' : null, text })))),
     h('tbody', {}, rows));
 
   function show(items, complete) {
