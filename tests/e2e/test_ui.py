@@ -525,6 +525,22 @@ async def test_the_project_page_lists_runs_and_sessions_newest_first_with_counts
         await page.get_by_role("heading", name=f"Run {seeded.other_run}").wait_for()
         await page.get_by_role("link", name="Runs and sessions").click()
         await page.locator("tr[data-run]").first.wait_for()
+        # a new run appears live, first; deleted, it goes
+        await page.locator(".live[data-state='live']").wait_for()
+        claim = await new_claim(gateway.http, seeded.project, run_id="run_live", step_id="s")
+        late = await publish_file(
+            gateway, seeded.project, lease(claim), "late.txt", b"late\n", "text/plain"
+        )
+        await (
+            page.locator("tr[data-run]")
+            .first.and_(page.locator("[data-run='run_live']"))
+            .wait_for()
+        )
+        resp = await gateway.http.delete(
+            f"/v1/projects/{seeded.project}/artifacts/{late}", headers=AUTH
+        )
+        assert resp.status == 204
+        await page.locator("tr[data-run='run_live']").wait_for(state="detached")
         await no_violations(page)
 
 

@@ -240,10 +240,13 @@ export function listingView(ctx, mode, key) {
     quota.classList.toggle('full', q.used_bytes >= q.limit_bytes || q.artifact_count >= q.limit_artifacts);
     quota.hidden = false;
   }
-  let quotaTimer;
+  let quotaTimer = null; // at most one look every 300 ms, however many events arrive
   const scheduleQuota = () => {
-    clearTimeout(quotaTimer);
-    quotaTimer = setTimeout(showQuota, 300);
+    if (quotaTimer !== null) return;
+    quotaTimer = setTimeout(() => {
+      quotaTimer = null;
+      showQuota();
+    }, 300);
   };
   ctx.cleanup.push(() => clearTimeout(quotaTimer));
 

@@ -128,8 +128,9 @@ export function projectView(ctx, focus) {
     show(items, !cursor);
   }
 
-  // Artifacts published or deleted: look again, once things settle.
-  let again;
+  // Artifacts published or deleted: look again a second later (at most once a
+  // second, however many arrive).
+  let again = null;
   ctx.cleanup.push(() => clearTimeout(again));
   ctx.cleanup.push(ctx.feed.subscribe((message) => {
     if (message.kind === 'state') {
@@ -139,9 +140,11 @@ export function projectView(ctx, focus) {
       return;
     }
     const type = message.event.type;
-    if (type === 'artifact.created' || type === 'artifact.deleted') {
-      clearTimeout(again);
-      again = setTimeout(load, 1000);
+    if ((type === 'artifact.created' || type === 'artifact.deleted') && again === null) {
+      again = setTimeout(() => {
+        again = null;
+        load();
+      }, 1000);
     }
   }));
 
