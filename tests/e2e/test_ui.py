@@ -301,6 +301,35 @@ async def test_without_a_token_the_page_asks_for_one_and_signs_in(
         await no_violations(page)
 
 
+async def test_a_first_visit_asks_to_sign_in_and_not_to_sign_in_again(
+    browser: Any, gateway: Gateway, seeded: Seeded
+) -> None:
+    """With no token at all, nothing was refused or expired: the home page is the
+    plain form and a deep link says it needs a token; only a token the tab had
+    and lost asks to sign in "again"."""
+    async with Page(browser, gateway, None) as page:
+        await page.goto("/ui/")
+        await page.get_by_role("heading", name="Artifact browser").wait_for()
+        await page.get_by_label("Principal token").wait_for()
+        assert "again" not in (await page.locator("main").inner_text()).lower()
+        for path in (
+            f"/ui/projects/{seeded.project}",
+            f"/ui/projects/{seeded.project}/runs",
+            artifact_url(seeded, "train.py"),
+        ):
+            await page.goto(path)
+            await page.get_by_text("Sign in to see this page.").wait_for()
+            headings = await page.locator("main h1").all_inner_texts()
+            assert headings == ["Sign in"], headings
+            assert await page.locator("main [role='alert']:not(:empty)").count() == 0
+            assert "again" not in (await page.locator("main").inner_text()).lower()
+            assert await page.get_by_role("button", name="Sign in").is_visible()
+        await no_violations(page)
+    async with Page(browser, gateway, "garbage") as page:  # a token the tab had, unreadable
+        await page.goto(f"/ui/projects/{seeded.project}")
+        await page.get_by_role("heading", name="Sign in again").wait_for()
+
+
 async def test_a_refused_token_brings_sign_in_back_and_403_404_say_so(
     browser: Any, gateway: Gateway, seeded: Seeded
 ) -> None:
@@ -309,6 +338,7 @@ async def test_a_refused_token_brings_sign_in_back_and_403_404_say_so(
         await page.goto(f"/ui/projects/{seeded.project}")
         alert = page.get_by_role("alert").filter(has_text="The gateway refused the token")
         await alert.wait_for()
+        await page.get_by_role("heading", name="Sign in again").wait_for()
         assert "unauthenticated" in await alert.inner_text()
         await page.get_by_label("Principal token").wait_for()
     outsider = principal_token("user:eve", "artifacts:read", projects=["elsewhere"])
@@ -331,6 +361,8 @@ async def test_every_deep_link_survives_a_reload(
     p = seeded.project
     pages = [
         (f"/ui/projects/{p}", ".card[data-id]"),
+        (f"/ui/projects/{p}/runs", f"tr[data-run='{seeded.run}']"),
+        (f"/ui/projects/{p}/sessions", f"tr[data-session='{seeded.session}']"),
         (f"/ui/projects/{p}/runs/{seeded.run}", ".group[data-group='train'] .card"),
         (f"/ui/projects/{p}/sessions/{seeded.session}", f".group[data-group='{seeded.other_run}']"),
         (artifact_url(seeded, "train.py"), "h1.artifact-name"),
@@ -355,7 +387,7 @@ async def test_run_view_groups_by_step_and_session_view_by_run(
         await page.goto(f"/ui/projects/{seeded.project}/runs/{seeded.run}")
         await page.locator(".group").first.wait_for()
         groups = await page.locator(".group").evaluate_all("g => g.map(e => e.dataset.group)")
-        assert groups == ["extras", "report", "train", "data"]  # newest first
+        assert groups == ["data", "train", "report", "extras"]  # in run order
         names = await page.locator(".group[data-group='report'] .card-name").all_inner_texts()
         assert sorted(names) == ["plot.png", "report.md"]
         # the session rolls up both runs; a group's heading opens its run
@@ -438,6 +470,126 @@ async def test_paging_with_load_more(browser: Any, gateway: Gateway, seeded: See
         assert len(set(names)) == 53
 
 
+async def test_the_project_page_lists_runs_and_sessions_newest_first_with_counts_and_sizes(
+    browser: Any, gateway: Gateway, seeded: Seeded
+) -> None:
+    main_files = [
+        "table.csv", "data.json", "train.py", "train.log", "plot.png", "report.md",
+        "page.html", "logo.svg", "conf.xml",
+    ]  # fmt: skip
+    main_bytes = sum(len(seeded.bodies[name]) for name in main_files)
+    big_run = f"run_big_{seeded.project.removeprefix('ui-')}"
+    expected_runs = {  # newest first: run id -> (artifacts, bytes)
+        seeded.many_run: (53, 53 * len(b"bulk\n")),
+        big_run: (1, len(BIG_LOG)),
+        seeded.other_run: (1, len(b"from the other run\n")),
+        seeded.run: (9, main_bytes),
+    }
+    expected_sessions = {
+        "sess_bulk": (53, 53 * len(b"bulk\n")),
+        "sess_big": (1, len(BIG_LOG)),
+        seeded.session: (10, main_bytes + len(b"from the other run\n")),
+    }
+    async with Page(browser, gateway, ADMIN_TOKEN) as page:
+        await page.goto(f"/ui/projects/{seeded.project}")
+        await page.locator(".card").first.wait_for()
+        await page.get_by_role("link", name="Runs and sessions").click()
+        await page.get_by_role("heading", name="Runs and sessions").wait_for()
+        assert page.url == f"{gateway.base}/ui/projects/{seeded.project}/runs"
+        await page.locator("tr[data-run]").first.wait_for()
+        # the page says how deep it looked: here, every artifact of the project
+        scan = await page.locator(".scan").inner_text()
+        assert scan.startswith("From all ") and "newest 1,000 at most" in scan, scan
+
+        async def rows(kind: str) -> dict[str, tuple[int, int]]:
+            found = {}
+            for row in await page.locator(f"tr[data-{kind}]").all():
+                key = await row.get_attribute(f"data-{kind}")
+                count = int((await row.locator(".artifacts").inner_text()).replace(",", ""))
+                size = await row.locator(".bytes span").get_attribute("title") or ""
+                found[key or ""] = (count, int(size.removesuffix(" bytes").replace(",", "")))
+            return found
+
+        runs = await rows("run")
+        assert list(runs) == list(expected_runs) and runs == expected_runs, runs
+        sessions = await rows("session")
+        assert list(sessions) == list(expected_sessions) and sessions == expected_sessions
+        main_row = page.locator(f"tr[data-run='{seeded.run}']")
+        assert (await main_row.locator("td").nth(2).inner_text()) == "4"  # steps
+        assert "published by principals" in await page.locator(".principal").inner_text()
+        # a run opens its page; a session its own
+        await main_row.get_by_role("link", name=seeded.session).click()
+        await page.get_by_role("heading", name=f"Session {seeded.session}").wait_for()
+        await page.go_back()
+        await page.get_by_role("link", name=seeded.other_run, exact=True).click()
+        await page.get_by_role("heading", name=f"Run {seeded.other_run}").wait_for()
+        await page.get_by_role("link", name="Runs and sessions").click()
+        await page.locator("tr[data-run]").first.wait_for()
+        # a new run appears live, first; deleted, it goes
+        await page.locator(".live[data-state='live']").wait_for()
+        claim = await new_claim(gateway.http, seeded.project, run_id="run_live", step_id="s")
+        late = await publish_file(
+            gateway, seeded.project, lease(claim), "late.txt", b"late\n", "text/plain"
+        )
+        await (
+            page.locator("tr[data-run]")
+            .first.and_(page.locator("[data-run='run_live']"))
+            .wait_for()
+        )
+        resp = await gateway.http.delete(
+            f"/v1/projects/{seeded.project}/artifacts/{late}", headers=AUTH
+        )
+        assert resp.status == 204
+        await page.locator("tr[data-run='run_live']").wait_for(state="detached")
+        await no_violations(page)
+
+
+async def test_the_gallery_shows_the_quota_compactly_and_keeps_it_current(
+    browser: Any, gateway: Gateway, seeded: Seeded
+) -> None:
+    async def quota() -> dict[str, int]:
+        resp = await gateway.http.get(
+            f"/v1/projects/{seeded.project}/artifacts/quota", headers=AUTH
+        )
+        assert resp.status == 200
+        result: dict[str, int] = await resp.json()
+        return result
+
+    async with Page(browser, gateway, READER_TOKEN) as page:
+        await page.goto(f"/ui/projects/{seeded.project}")
+        shown = page.locator(".page-head .quota")
+        await shown.wait_for()
+        await page.locator(".live[data-state='live']").wait_for()
+        q = await quota()
+        count = f"{q['artifact_count']:,} of {q['limit_artifacts']:,} artifacts"
+        assert await shown.locator(".quota-count").inner_text() == count
+        assert q["limit_bytes"] == 10 * 1024**3
+        used = await shown.locator(".quota-bytes").inner_text()
+        assert used.endswith(" KiB of 10 GiB"), used  # the seeded bytes, in KiB
+        title = await shown.get_attribute("title") or ""
+        assert f"{q['used_bytes']:,} of {q['limit_bytes']:,} bytes used" in title, title
+        assert len(await shown.inner_text()) < 80  # compact: one short line
+        # a publish the reader can see moves it, live
+        claim = await new_claim(gateway.http, seeded.project, run_id="run_quota", step_id="probe")
+        extra = await publish_file(
+            gateway, seeded.project, lease(claim), "quota-probe.txt", b"probe\n", "text/plain"
+        )
+        try:
+            after = f"{q['artifact_count'] + 1:,} of {q['limit_artifacts']:,} artifacts"
+            await page.locator(".quota-count", has_text=after).wait_for()
+        finally:
+            resp = await gateway.http.delete(
+                f"/v1/projects/{seeded.project}/artifacts/{extra}", headers=AUTH
+            )
+            assert resp.status == 204
+        await page.locator(".quota-count", has_text=count).wait_for()
+        # only the gallery carries it
+        await page.goto(f"/ui/projects/{seeded.project}/runs/{seeded.run}")
+        await page.locator(".group").first.wait_for()
+        assert await page.locator(".quota").count() == 0
+        await no_violations(page)
+
+
 async def test_empty_states_say_no_artifacts_and_what_the_filter_was(
     browser: Any, gateway: Gateway, seeded: Seeded
 ) -> None:
@@ -472,7 +624,7 @@ async def test_new_artifacts_appear_live_and_deleted_ones_go(
         card = page.locator(f".card[data-id='{late}']")
         await card.wait_for()
         assert "fresh" in (await card.get_attribute("class") or "")
-        assert await page.locator(".group").first.get_attribute("data-group") == "late"
+        assert await page.locator(".group").last.get_attribute("data-group") == "late"
         resp = await gateway.http.delete(
             f"/v1/projects/{seeded.project}/artifacts/{late}", headers=AUTH
         )
@@ -614,6 +766,52 @@ async def test_the_artifact_page_shows_every_field(
         )
         await fields.get_by_role("link", name=seeded.session).click()
         await page.get_by_role("heading", name=f"Session {seeded.session}").wait_for()
+
+
+async def test_derived_from_shows_linked_names_and_the_id_of_what_cannot_be_read(
+    browser: Any, gateway: Gateway, seeded: Seeded
+) -> None:
+    """Sources by name, each linked: a run artifact, a deleted one (its tombstone
+    still names it) and one the viewer may not read (another person's), which
+    keeps its id."""
+    p = seeded.project
+    alice = {"Authorization": f"Bearer {principal_token('user:alice')}"}
+    private = await publish_file(gateway, p, alice, "alice-notes.txt", b"mine\n", "text/plain")
+    gone = await publish_file(gateway, p, AUTH, "scratch.txt", b"scratch\n", "text/plain")
+    sources = [seeded.ids["plot.png"], gone, private]
+    derived = await publish_file(
+        gateway, p, AUTH, "summary.txt", b"summary\n", "text/plain",
+        derived_from=json.dumps(sources),
+    )  # fmt: skip
+    resp = await gateway.http.delete(f"/v1/projects/{p}/artifacts/{gone}", headers=AUTH)
+    assert resp.status == 204
+    # the owner of the derived artifact, without artifacts:admin: alice's is not readable
+    viewer = principal_token("user:admin", "artifacts:read")
+    async with Page(browser, gateway, viewer) as page:
+        await page.goto(f"/ui/projects/{p}/artifacts/{derived}")
+        derived_list = page.locator("dl.fields ul.derived")
+        await derived_list.locator("a .name", has_text="plot.png").wait_for()
+        await derived_list.locator("a .name", has_text="scratch.txt").wait_for()
+        await until(
+            page,
+            f"document.querySelector(\"ul.derived a[data-id='{private}']\").title !== ''",
+        )
+        links = await derived_list.locator("a").evaluate_all(
+            "as => as.map(a => [a.textContent, a.getAttribute('href')])"
+        )
+        assert links == [
+            ["plot.png", f"/ui/projects/{p}/artifacts/{seeded.ids['plot.png']}"],
+            ["scratch.txt", f"/ui/projects/{p}/artifacts/{gone}"],
+            [private, f"/ui/projects/{p}/artifacts/{private}"],
+        ], links
+        items = await derived_list.locator("li").all_inner_texts()
+        assert "(deleted)" in items[1] and "(deleted)" not in items[0]
+        assert [
+            r for r in await page.locator("a").all_inner_texts() if r == "alice-notes.txt"
+        ] == []
+        await derived_list.get_by_role("link", name="plot.png").click()
+        await page.locator("h1.artifact-name", has_text="plot.png").wait_for()
+        await no_violations(page)
 
 
 async def test_download_gives_the_exact_bytes(

@@ -105,6 +105,10 @@ export function listArtifacts(project, params, signal) {
   return json(`${projectPath(project)}/artifacts?${query}`, { signal });
 }
 
+export function getQuota(project, signal) {
+  return json(`${projectPath(project)}/artifacts/quota`, { signal });
+}
+
 export function getArtifact(project, id, signal) {
   return json(artifactPath(project, id), { signal });
 }

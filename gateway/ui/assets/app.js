@@ -2,6 +2,7 @@
 //
 //   /ui/                                      sign in, choose a project
 //   /ui/projects/{project}                    the gallery
+//   /ui/projects/{project}/runs               its runs and sessions (also …/sessions)
 //   /ui/projects/{project}/runs/{run_id}      a run's artifacts, by step
 //   /ui/projects/{project}/sessions/{id}      a session's artifacts, by run
 //   /ui/projects/{project}/artifacts/{id}     one artifact
@@ -16,6 +17,7 @@ import { ApiError, EventFeed, claimsOf, clearToken, expired, getToken, scopesOf,
 import { artifactView } from './artifact.js';
 import { h, replace, uiPath } from './dom.js';
 import { listingView } from './listing.js';
+import { projectView } from './project.js';
 
 const main = document.getElementById('main');
 const who = document.getElementById('who');
@@ -100,6 +102,7 @@ function route(pathname) {
   if (parts[0] !== 'projects' || parts.length < 2) return { page: 'unknown' };
   const project = parts[1];
   if (parts.length === 2) return { page: 'gallery', project };
+  if (parts.length === 3 && (parts[2] === 'runs' || parts[2] === 'sessions')) return { page: 'project', project, key: parts[2] };
   if (parts.length === 4 && parts[2] === 'runs') return { page: 'run', project, key: parts[3] };
   if (parts.length === 4 && parts[2] === 'sessions') return { page: 'session', project, key: parts[3] };
   if (parts.length === 4 && parts[2] === 'artifacts') return { page: 'artifact', project, key: parts[3] };
@@ -134,7 +137,10 @@ function header(where) {
   replace(crumbs, where.project ? [' / ', h('a', { href: uiPath('projects', where.project) }, h('code', { text: where.project }))] : []);
 }
 
-function signIn(reason) {
+// The sign-in page. `reason` (a sentence) says why a page needs a token; `again`
+// says a token was there and is no more (refused, expired or unreadable): only
+// then does the page ask to sign in "again".
+function signIn(reason, again = false) {
   const token = getToken();
   const claims = token && !reason ? claimsOf(token) : null;
   const tokenInput = h('textarea', { id: 'token', name: 'token', rows: '4', spellcheck: 'false', autocomplete: 'off', placeholder: 'eyJhbGciOi…', required: !claims });
@@ -169,8 +175,8 @@ function signIn(reason) {
   });
   const projects = Array.isArray(claims?.projects) ? claims.projects.filter((p) => p !== '*') : [];
   replace(main,
-    h('div', { class: 'page-head' }, h('h1', { text: reason ? 'Sign in again' : 'Artifact browser' })),
-    reason ? h('p', { class: 'error', role: 'alert', text: reason }) : null,
+    h('div', { class: 'page-head' }, h('h1', { text: again ? 'Sign in again' : reason ? 'Sign in' : 'Artifact browser' })),
+    reason ? h('p', again ? { class: 'error', role: 'alert', text: reason } : { class: 'lead', text: reason }) : null,
     claims ? h('p', {}, 'Signed in as ', h('code', { text: String(claims.sub) }), '. Choose a project.') : null,
     projects.length ? h('ul', { class: 'projects' }, projects.map((p) => h('li', {}, h('a', { href: uiPath('projects', p) }, h('code', { text: p }))))) : null,
     form);
@@ -187,7 +193,7 @@ function failure(error) {
     header(route(location.pathname));
     signIn(error.code === 'token_expired'
       ? 'Your token has expired: live updates stopped. Sign in again with a new one.'
-      : `The gateway refused the token (${error.code || 'unauthenticated'}: ${error.message}). Sign in with a valid one.`);
+      : `The gateway refused the token (${error.code || 'unauthenticated'}: ${error.message}). Sign in with a valid one.`, true);
     return;
   }
   let title = 'Something went wrong';
@@ -218,13 +224,15 @@ function render() {
   const token = getToken();
   const claims = token ? claimsOf(token) : null;
   if (!claims) {
-    if (token) clearToken();
-    signIn(where.page === 'home' ? null : 'Sign in to see this page.');
+    if (token) {
+      clearToken();
+      signIn('The token of this tab could not be read. Sign in with a valid one.', true);
+    } else signIn(where.page === 'home' ? null : 'Sign in to see this page.');
     return;
   }
   if (expired(claims)) {
     clearToken();
-    signIn('Your token has expired. Sign in with a new one.');
+    signIn('Your token has expired. Sign in with a new one.', true);
     return;
   }
   if (where.page === 'home') {
@@ -250,6 +258,7 @@ function render() {
     if (m.kind === 'state' && m.error instanceof ApiError && m.error.status === 401) ctx.fail(m.error);
   }));
   if (where.page === 'artifact') artifactView(ctx, where.key);
+  else if (where.page === 'project') projectView(ctx, where.key);
   else listingView(ctx, where.page, where.key);
 }
 

@@ -6,6 +6,9 @@ import { h, replace, uiPath } from './dom.js';
 import { dateTime, humanSize } from './format.js';
 import { renderPreview } from './preview.js';
 
+const NAMES = 20; // the sources of "Derived from" whose names are looked up
+const NAMES_AT_ONCE = 4;
+
 const LINK_EXPIRIES = [
   ['5 minutes', 300],
   ['15 minutes', 900],
@@ -53,10 +56,7 @@ export async function artifactView(ctx, id) {
     artifact.description ? field('Description', h('p', { class: 'description', text: artifact.description })) : null,
     field('Metadata', h('pre', { class: 'metadata', text: JSON.stringify(artifact.metadata ?? {}, null, 2) }),
       artifact.metadata_omitted ? h('p', { class: 'note', text: `The stored metadata could not be served (${artifact.metadata_omitted}).` }) : null),
-    artifact.derived_from.length
-      ? field('Derived from', h('ul', { class: 'derived' }, artifact.derived_from.map((source) =>
-        h('li', {}, h('a', { href: uiPath('projects', project, 'artifacts', source) }, code(source))))))
-      : null,
+    artifact.derived_from.length ? field('Derived from', derivedFrom(ctx, artifact.derived_from)) : null,
     artifact.artifact_type ? field('Artifact type', code(artifact.artifact_type)) : null,
   );
 
@@ -87,6 +87,39 @@ export async function artifactView(ctx, id) {
     if (ctx.signal.aborted) return;
     replace(preview, h('p', { class: 'note', text: `No preview: ${error.message}` }));
   }
+}
+
+// The sources an artifact was derived from, linked, by name: each of the first
+// NAMES is read (a few at a time); one that cannot be read with this token (or
+// beyond NAMES) keeps its id as its link's text.
+function derivedFrom(ctx, ids) {
+  const { project } = ctx;
+  const items = ids.map((source) => {
+    const anchor = h('a', { href: uiPath('projects', project, 'artifacts', source), 'data-id': source }, code(source));
+    return { source, anchor, li: h('li', {}, anchor) };
+  });
+  const queue = items.slice(0, NAMES);
+  const worker = async () => {
+    while (queue.length && !ctx.signal.aborted) {
+      const { source, anchor, li } = queue.shift();
+      let found;
+      try {
+        found = await getArtifact(project, source, ctx.signal);
+      } catch {
+        anchor.title = 'Not readable with this token';
+        continue;
+      }
+      replace(anchor, h('span', { class: 'name', text: found.name }));
+      anchor.title = source;
+      li.append(h('code', { class: 'id', text: source }));
+      if (found.state !== 'available') li.append(` (${found.state})`);
+    }
+  };
+  for (let i = 0; i < NAMES_AT_ONCE; i += 1) worker();
+  return [
+    h('ul', { class: 'derived' }, items.map((item) => item.li)),
+    ids.length > NAMES ? h('p', { class: 'note', text: `Names are shown for the first ${NAMES} of ${ids.length}.` }) : null,
+  ];
 }
 
 function buttons(ctx, artifact, message) {

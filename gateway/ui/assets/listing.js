@@ -1,8 +1,9 @@
-// The gallery of a project, one run's artifacts (grouped by step) and one
-// session's (grouped by run): the same listing, newest first, with type filters,
-// a name search, paging by next_cursor and live updates from the event feed.
+// The gallery of a project, one run's artifacts (grouped by step, the steps in
+// run order) and one session's (grouped by run, newest first): the same listing,
+// newest first, with type filters, a name search, paging by next_cursor and live
+// updates from the event feed. The gallery also shows the project's quota.
 
-import { contentBlob, firstBytes, listArtifacts } from './api.js';
+import { contentBlob, firstBytes, getQuota, listArtifacts } from './api.js';
 import { h, replace, uiPath } from './dom.js';
 import { age, humanSize } from './format.js';
 import { decodeText, kindOf } from './preview.js';
@@ -134,15 +135,22 @@ export function listingView(ctx, mode, key) {
     return h('div', { class: 'grid' }, items.map(card));
   }
 
+  // A run's steps in run order: by the earliest artifact of each step (of those
+  // loaded); a session's runs newest first, as the listing has them.
   function groups(items) {
     const by = new Map();
+    const earliest = new Map();
     for (const artifact of items) {
       const lineage = artifact.lineage;
       const groupKey = lineage ? (mode === 'run' ? lineage.step_id : lineage.run_id) : '';
       if (!by.has(groupKey)) by.set(groupKey, []);
       by.get(groupKey).push(artifact);
+      const at = Date.parse(artifact.created_at);
+      if (!(earliest.get(groupKey) <= at)) earliest.set(groupKey, at);
     }
-    return [...by].map(([groupKey, members]) => {
+    const ordered = [...by];
+    if (mode === 'run') ordered.sort(([a], [b]) => earliest.get(a) - earliest.get(b));
+    return ordered.map(([groupKey, members]) => {
       let heading;
       if (!groupKey) heading = h('h2', { text: 'Not from a run' });
       else if (mode === 'run') heading = h('h2', {}, 'Step ', h('code', { text: groupKey }));
@@ -197,10 +205,12 @@ export function listingView(ctx, mode, key) {
   else if (mode === 'run') title = h('h1', {}, 'Run ', h('code', { text: key }));
   else title = h('h1', {}, 'Session ', h('code', { text: key }));
   const context = h('p', { class: 'context' });
-  if (mode !== 'gallery') context.append(h('a', { href: uiPath('projects', project) }, 'All artifacts of ', h('code', { text: project })));
+  if (mode !== 'gallery') context.append(h('a', { href: uiPath('projects', project) }, 'All artifacts of ', h('code', { text: project })), ' · ');
+  context.append(h('a', { class: 'runs-link', href: uiPath('projects', project, 'runs') }, 'Runs and sessions'));
+  const quota = h('span', { class: 'quota', hidden: true });
 
   replace(ctx.main,
-    h('div', { class: 'page-head' }, title, live),
+    h('div', { class: 'page-head' }, title, live, mode === 'gallery' ? quota : null),
     context,
     h('div', { class: 'filters' },
       h('div', { class: 'tabs', role: 'group', 'aria-label': 'Type' }, typeButtons),
@@ -208,6 +218,37 @@ export function listingView(ctx, mode, key) {
       mode === 'gallery' ? [textFilter('run', 'Run id'), textFilter('session', 'Session id')] : null),
     status, results, more);
   document.title = `${mode === 'gallery' ? project : key} · Artifacts`;
+
+  // The quota, compact: bytes used of the limit, artifacts of the limit. A
+  // failure only hides it (the listing says what went wrong, if anything).
+  let quotaAsked = 0;
+  async function showQuota() {
+    if (mode !== 'gallery') return;
+    const asked = ++quotaAsked;
+    let q;
+    try {
+      q = await getQuota(project, ctx.signal);
+    } catch {
+      if (asked === quotaAsked) quota.hidden = true;
+      return;
+    }
+    if (asked !== quotaAsked) return;
+    const n = (value) => Number(value).toLocaleString('en');
+    replace(quota, 'Quota ', h('span', { class: 'quota-bytes', text: `${humanSize(q.used_bytes)} of ${humanSize(q.limit_bytes)}` }),
+      ' · ', h('span', { class: 'quota-count', text: `${n(q.artifact_count)} of ${n(q.limit_artifacts)} artifacts` }));
+    quota.title = `${n(q.used_bytes)} of ${n(q.limit_bytes)} bytes used; ${n(q.artifact_count)} of ${n(q.limit_artifacts)} artifacts`;
+    quota.classList.toggle('full', q.used_bytes >= q.limit_bytes || q.artifact_count >= q.limit_artifacts);
+    quota.hidden = false;
+  }
+  let quotaTimer = null; // at most one look every 300 ms, however many events arrive
+  const scheduleQuota = () => {
+    if (quotaTimer !== null) return;
+    quotaTimer = setTimeout(() => {
+      quotaTimer = null;
+      showQuota();
+    }, 300);
+  };
+  ctx.cleanup.push(() => clearTimeout(quotaTimer));
 
   function changed() {
     const search = new URLSearchParams();
@@ -299,6 +340,7 @@ export function listingView(ctx, mode, key) {
       return;
     }
     const { event } = message;
+    if (event.type === 'artifact.created' || event.type === 'artifact.deleted') scheduleQuota();
     if (event.type === 'artifact.created') scheduleRefresh();
     else if (event.type === 'artifact.deleted' && state.items.some((a) => a.id === event.artifact?.id)) {
       state.items = state.items.filter((a) => a.id !== event.artifact.id);
@@ -307,4 +349,5 @@ export function listingView(ctx, mode, key) {
   }));
 
   load(true);
+  showQuota();
 }
