@@ -55,6 +55,9 @@ def _error(
     )
 
 
+#: The longest request path a problem echoes as its ``instance``.
+MAX_INSTANCE = 512
+
 #: RFC 9110 §11.6.1 and RFC 6750 §3: a 401 names the scheme it wants.
 WWW_AUTHENTICATE = 'Bearer realm="artifact-gateway"'
 

@@ -11,7 +11,7 @@ from typing import Any
 from gateway import __version__
 from gateway.config import Config
 from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS
-from gateway.errors import WWW_AUTHENTICATE
+from gateway.errors import MAX_INSTANCE, WWW_AUTHENTICATE
 from gateway.events import STREAM_END_REASONS
 
 JSON = "application/json"
@@ -157,7 +157,8 @@ _SCHEMAS: dict[str, Any] = {
             "request_id": {"type": "string"},
             "instance": {
                 "type": "string",
-                "description": "the path of the request that failed (never its query)",
+                "description": "the path of the request that failed (never its query; "
+                f"absent when the path is longer than {MAX_INSTANCE} characters)",
             },
         },
     },

@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.errors import (
+    MAX_INSTANCE,
     PROBLEM_CONTENT_TYPE,
     ApiError,
     ArtifactTooLarge,
@@ -55,9 +56,10 @@ def problem_response(
     problem: Problem, request_id: str, request: web.BaseRequest | None = None
 ) -> web.Response:
     """The problem+json answer; with ``request``, its ``instance`` is the request's path
-    (RFC 9457 §3.1.5: the occurrence; never the query, which may carry a signature)."""
+    (RFC 9457 §3.1.5: the occurrence; never the query, which may carry a signature).
+    A path longer than :data:`MAX_INSTANCE` is not echoed."""
     body = problem.body(request_id)
-    if request is not None:
+    if request is not None and len(request.path) <= MAX_INSTANCE:
         body.setdefault("instance", request.path)
     return web.Response(
         status=problem.status,
