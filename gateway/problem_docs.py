@@ -15,6 +15,7 @@ prose — when it happens, what to do — lives here.
 
 from __future__ import annotations
 
+import functools
 import html
 from dataclasses import dataclass
 
@@ -205,8 +206,9 @@ def error_classes() -> list[type[ApiError]]:
     return found
 
 
-def catalogue() -> list[ProblemDoc]:
-    """Every documented problem type, by status then code."""
+@functools.cache
+def catalogue() -> tuple[ProblemDoc, ...]:
+    """Every documented problem type, by status then code (those without one last)."""
     titles: dict[str, tuple[int | None, str]] = {
         cls.code: (cls.status, cls.title) for cls in error_classes()
     }
@@ -218,9 +220,10 @@ def catalogue() -> list[ProblemDoc]:
         for code, (status, title) in titles.items()
         for when, remedy in [_PROSE.get(code, ("", ""))]
     ]
-    return sorted(docs, key=lambda doc: (doc.status or 0, doc.code))
+    return tuple(sorted(docs, key=lambda doc: (doc.status is None, doc.status or 0, doc.code)))
 
 
+@functools.cache
 def by_slug() -> dict[str, ProblemDoc]:
     return {doc.slug: doc for doc in catalogue()}
 
@@ -256,6 +259,7 @@ def _page(title: str, body: str) -> str:
     )
 
 
+@functools.cache
 def render_catalogue() -> str:
     """The HTML page of every problem type, one ``id`` anchor per slug."""
     docs = catalogue()
