@@ -333,3 +333,52 @@ def test_the_event_schema_admits_an_event_whose_payload_is_unreadable(payload: s
     _validator(document, {"$ref": "#/components/schemas/Event"}).validate(item)
     page = {"items": [item], "next_after": 7}
     _validator(document, {"$ref": "#/components/schemas/EventPage"}).validate(page)
+
+
+def _query_schema(document: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    operation = document["paths"][path]["get"]
+    return next(p["schema"] for p in operation["parameters"] if p["name"] == name)
+
+
+async def test_documented_maxima_are_the_enforced_ones(client: TestClient, project) -> None:
+    """At each documented maximum the gateway accepts; one above, it refuses (400)."""
+    document = await (await client.get("/v1/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    base = f"/v1/projects/{project}"
+    claim = await new_claim(client, project)
+    ref = await (await publish(client, project, lease(claim))).json()
+
+    listed = _query_schema(document, "/v1/projects/{project}/artifacts", "limit")["maximum"]
+    fed = _query_schema(document, "/v1/projects/{project}/events", "limit")["maximum"]
+    for url, top, headers in [
+        (f"{base}/artifacts", listed, READER),
+        (f"{base}/events", fed, ADMIN),
+    ]:
+        assert (await client.get(url, params={"limit": top}, headers=headers)).status == 200
+        refused = await client.get(url, params={"limit": top + 1}, headers=headers)
+        assert refused.status == 400, url
+
+    mint = document["paths"]["/v1/projects/{project}/artifacts/{artifact_id}/signed-url"]["post"]
+    top = mint["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    top = top["expires_in"]["maximum"]
+    url = f"{base}/artifacts/{ref['id']}/signed-url"
+    assert (await client.post(url, json={"expires_in": top}, headers=READER)).status == 200
+    assert (await client.post(url, json={"expires_in": top + 1}, headers=READER)).status == 400
+
+    request = schemas["ClaimRequest"]["properties"]
+    attempt, chars = request["attempt"]["maximum"], request["run_id"]["maxLength"]
+    ok = await new_claim(client, project, attempt=attempt, run_id="r" * chars)
+    assert ok["lease_id"]
+    for over in ({"attempt": attempt + 1}, {"run_id": "r" * (chars + 1)}):
+        body = {**claim["request"], "job_id": "other", **over}
+        resp = await client.post(f"{base}/claims", json=body, headers=SCHEDULER)
+        assert resp.status == 400, over
+
+    publish_json = schemas["JsonPublish"]["properties"]
+    refs = ["art_01JD3K7Q9ZB4M2X8N6V5T1R0PA"] * (publish_json["derived_from"]["maxItems"] + 1)
+    for body in (
+        {"name": "n" * (publish_json["name"]["maxLength"] + 1), "content": "x"},
+        {"name": "a.txt", "content": "x", "derived_from": refs},
+    ):
+        resp = await client.post(f"{base}/artifacts", json=body, headers=lease(claim))
+        assert resp.status == 400, body
