@@ -18,6 +18,8 @@ from typing import Any
 from gateway.errors import InvalidRequest
 
 MAX_JSON_DEPTH = 32
+MAX_FIELD_CHARS = 200
+"""The longest string :func:`field_str` accepts unless told otherwise (lineage ids)."""
 """Deepest nesting of arrays and objects accepted in any JSON a client sends."""
 STORED_JSON_MAX_DEPTH = 128
 """Deepest nesting served back from a stored document (rows written before the
@@ -116,7 +118,7 @@ def stored_json(text: str | None) -> tuple[Any, bool]:
 
 
 def field_str(
-    data: Mapping[str, Any], key: str, *, required: bool = True, max_len: int = 200
+    data: Mapping[str, Any], key: str, *, required: bool = True, max_len: int = MAX_FIELD_CHARS
 ) -> str | None:
     value = data.get(key)
     if value is None:

@@ -6,36 +6,160 @@ route is documented and every documented route exists.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from gateway import __version__
+import leases
+from gateway import __version__, problem_docs, signing
+from gateway.artifacts import INCLUDED_CONTENT_BYTES
 from gateway.config import Config
+from gateway.db.artifacts import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MIME_CLASSES
 from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS
-from gateway.errors import MAX_INSTANCE, WWW_AUTHENTICATE
-from gateway.events import STREAM_END_REASONS
+from gateway.errors import MAX_INSTANCE, PROBLEM_BASE, WWW_AUTHENTICATE
+from gateway.events import DEFAULT_LIMIT as EVENTS_DEFAULT_LIMIT
+from gateway.events import EVENT_TYPES, STREAM_END_REASONS
+from gateway.events import MAX_LIMIT as EVENTS_MAX_LIMIT
+from gateway.ids import ARTIFACT_ID, ARTIFACT_TYPE, LEASE_ID, PROJECT_ID
+from gateway.jsonio import MAX_FIELD_CHARS, MAX_JSON_DEPTH
+from gateway.names import MAX_NAME_CHARS
+from gateway.publish import DEFAULT_JSON_MIME, MAX_DERIVED_FROM, MAX_IDEMPOTENCY_KEY, PART_CAPS
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 OCTET_STREAM = "application/octet-stream"
+HTML = "text/html"
 BINARY = {"type": "string", "format": "binary"}
+
+
+def _anchored(pattern: re.Pattern[str]) -> str:
+    """A pattern the code matches whole (``fullmatch``) as a JSON Schema pattern."""
+    return f"^{pattern.pattern}$"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:g} MiB" if size >= 1024**2 else f"{size / 1024:g} KiB"
+
+
+PROJECT_PATTERN = {"type": "string", "pattern": _anchored(PROJECT_ID)}
+ARTIFACT_ID_SCHEMA = {"type": "string", "pattern": _anchored(ARTIFACT_ID)}
+ARTIFACT_TYPE_PATTERN = _anchored(ARTIFACT_TYPE)
+
+# The values the examples share: one artifact, as published, read and listed.
+EXAMPLE_PROJECT = "demo"
+EXAMPLE_ARTIFACT_ID = "art_01JD3K7Q9ZB4M2X8N6V5T1R0PA"
+EXAMPLE_LEASE_ID = "lse_01JD3K6XG1V3W5Y7Z9B1C3D5E7"
+EXAMPLE_BYTES = "# Report\n"
+EXAMPLE_SHA256 = "497b7725a00101d6cf82489ef502fb0918962b10aaa7279962ab5ec3edc62533"
+EXAMPLE_DIGEST = "sha-256=:SXt3JaABAdbPgkie9QL7CRiWKxCqpyeZYqtew+3GJTM=:"
+EXAMPLE_TIME = "2026-01-15T10:00:00Z"
+EXAMPLE_EXPIRY = "2026-01-15T11:00:00Z"
+EXAMPLE_LINEAGE = {
+    "run_id": "run_42",
+    "step_id": "step_1",
+    "job_id": "job_7",
+    "attempt": 1,
+    "worker_session_id": "ws_1",
+    "session_id": None,
+}
+EXAMPLE_REF = {
+    "type": "artifact",
+    "id": EXAMPLE_ARTIFACT_ID,
+    "name": "report.md",
+    "mime": "text/markdown",
+    "size": len(EXAMPLE_BYTES),
+    "sha256": EXAMPLE_SHA256,
+}
+EXAMPLE_ARTIFACT = {
+    **EXAMPLE_REF,
+    "project": EXAMPLE_PROJECT,
+    "state": "available",
+    "created_at": EXAMPLE_TIME,
+    "deleted_at": None,
+    "owner": {"kind": "run", "id": "run_42"},
+    "lineage": EXAMPLE_LINEAGE,
+    "created_by": "svc:scheduler",
+    "description": "the nightly report",
+    "metadata": {"rows": 120},
+    "derived_from": [],
+    "artifact_type": "report",
+}
+EXAMPLE_EVENT = {
+    "seq": 41,
+    "type": "artifact.created",
+    "artifact": EXAMPLE_ARTIFACT,
+    "at": EXAMPLE_TIME,
+}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
+def _json(
+    schema: dict[str, Any],
+    description: str,
+    example: Any,
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {JSON: {"schema": schema, "example": example}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
 
 
-def _bytes(description: str) -> dict[str, Any]:
+def _header(description: str, example: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "required": True,
+        "schema": schema or {"type": "string"},
+        "example": example,
+    }
+
+
+def _location(what: str, example: str) -> dict[str, Any]:
+    return {"Location": _header(f"the path of the {what}", example)}
+
+
+_ETAG = {
+    "ETag": _header("the strong validator: the content's sha256, quoted", f'"{EXAMPLE_SHA256}"')
+}
+# Every content answer (200, 206, 304; GET and HEAD; by token or signed URL).
+_CONTENT_HEADERS = {
+    **_ETAG,
+    "Repr-Digest": _header(
+        "RFC 9530: the sha-256 of the whole content (not of the range sent)", EXAMPLE_DIGEST
+    ),
+    "Content-Disposition": _header(
+        "inline or attachment, with the artifact's name (RFC 6266; filename* for non-ASCII)",
+        'inline; filename="report.md"',
+    ),
+    "Accept-Ranges": _header("one byte range may be asked for", "bytes", {"const": "bytes"}),
+}
+
+
+def _bytes(description: str, headers: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": (
             f"{description}. Served as the artifact's own media type, or as "
             "text/plain; charset=utf-8 or application/octet-stream under the serving policy: "
             "any media type may arrive"
         ),
-        "content": {OCTET_STREAM: {"schema": BINARY}, "*/*": {"schema": BINARY}},
+        "headers": headers,
+        "content": {
+            OCTET_STREAM: {"schema": BINARY, "example": EXAMPLE_BYTES},
+            "*/*": {"schema": BINARY, "example": EXAMPLE_BYTES},
+        },
+    }
+
+
+def _html(description: str, example: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {HTML: {"schema": {"type": "string"}, "example": example}},
     }
 
 
@@ -61,6 +185,15 @@ _PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
             "Accept-Encoding": {
                 "description": "`identity` when the body carried a Content-Encoding",
                 "schema": {"type": "string"},
+            }
+        }
+    },
+    416: {
+        "headers": {
+            "Content-Range": {
+                "description": "`bytes */<size>`: the artifact's size",
+                "schema": {"type": "string"},
+                "example": "bytes */9",
             }
         }
     },
@@ -108,15 +241,23 @@ _PROJECT = {
     "name": "project",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+    "schema": PROJECT_PATTERN,
+    "example": EXAMPLE_PROJECT,
 }
 _ARTIFACT = {
     "name": "artifact_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+    "schema": ARTIFACT_ID_SCHEMA,
+    "example": EXAMPLE_ARTIFACT_ID,
 }
-_LEASE = {"name": "lease_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_LEASE = {
+    "name": "lease_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": _anchored(LEASE_ID)},
+    "example": EXAMPLE_LEASE_ID,
+}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -130,29 +271,47 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-# 1-200 characters, no control characters (what the claim handler accepts)
+# 1-MAX_FIELD_CHARS characters, no control characters (what the claim handler accepts)
 _LINEAGE_ID = {
     "type": "string",
     "minLength": 1,
-    "maxLength": 200,
+    "maxLength": MAX_FIELD_CHARS,
     "pattern": "^[^\\x00-\\x1f\\x7f]+$",
 }
 _TTL = {
     "type": "integer",
     "minimum": 1,
-    "default": 3600,
-    "description": "seconds; at most GATEWAY_LEASE_MAX_TTL_SECONDS (default 86400)",
+    "default": leases.DEFAULT_TTL_SECONDS,
+    "description": "seconds; at most GATEWAY_LEASE_MAX_TTL_SECONDS "
+    f"(default {Config.lease_max_ttl_seconds})",
 }
+
+_DESCRIPTION_FIELD = {
+    "type": ["string", "null"],
+    "maxLength": PART_CAPS["description"],
+    "description": f"at most {PART_CAPS['description']} bytes of UTF-8; tabs and line "
+    "breaks, no other control character",
+}
+_METADATA_TEXT = (
+    f"a JSON object, at most {_mib(PART_CAPS['metadata'])} encoded and {MAX_JSON_DEPTH} "
+    "levels deep; no NaN/Infinity, NUL or lone surrogates"
+)
 
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status", "code", "request_id"],
         "properties": {
-            "type": {"type": "string", "format": "uri"},
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "description": f"`{PROBLEM_BASE}<code with dashes>`; every gateway serves "
+                f"its documentation at `{problem_docs.PAGE_PATH}/<code with dashes>` "
+                f"(all of them: `GET {problem_docs.PAGE_PATH}`)",
+            },
             "title": {"type": "string"},
             "status": {"type": "integer"},
-            "code": {"type": "string"},
+            "code": {"type": "string", "description": "stable; see the `type`'s documentation"},
             "detail": {"type": "string"},
             "request_id": {"type": "string"},
             "instance": {
@@ -167,7 +326,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["type", "id", "name", "mime", "size", "sha256"],
         "properties": {
             "type": {"const": "artifact"},
-            "id": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+            "id": ARTIFACT_ID_SCHEMA,
             "name": {"type": "string"},
             "mime": {"type": "string"},
             "size": {"type": "integer", "minimum": 0},
@@ -238,13 +397,13 @@ _SCHEMAS: dict[str, Any] = {
             "derived_from": {"type": "array", "items": {"type": "string"}},
             "artifact_type": {
                 "type": ["string", "null"],
-                "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
+                "pattern": ARTIFACT_TYPE_PATTERN,
                 "description": "an optional label: report, plan, dataset, log …",
             },
             "content": {
                 "type": ["string", "null"],
                 "description": "with ?include_content=true: the text of a text artifact "
-                "of at most 1 MiB",
+                f"of at most {_mib(INCLUDED_CONTENT_BYTES)}",
             },
             "content_omitted": {
                 "enum": ["binary", "too_large", "deleted"],
@@ -257,24 +416,22 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["name", "content"],
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "maxLength": 255},
+            "name": {"type": "string", "maxLength": MAX_NAME_CHARS},
             "content": {
                 "type": "string",
-                "description": "UTF-8 text, at most GATEWAY_MAX_JSON_CONTENT_BYTES (1 MiB) "
-                "encoded; larger is 413 artifact_too_large (use multipart)",
+                "description": "UTF-8 text, at most GATEWAY_MAX_JSON_CONTENT_BYTES "
+                f"({_mib(Config.max_json_content_bytes)} by default) encoded; larger is "
+                "413 artifact_too_large (use multipart)",
             },
-            "mime": {"type": "string", "default": "text/markdown"},
-            "description": {"type": ["string", "null"], "maxLength": 4096},
-            "metadata": {"type": ["object", "null"]},
+            "mime": {"type": "string", "default": DEFAULT_JSON_MIME},
+            "description": _DESCRIPTION_FIELD,
+            "metadata": {"type": ["object", "null"], "description": _METADATA_TEXT},
             "derived_from": {
                 "type": ["array", "null"],
-                "maxItems": 100,
-                "items": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+                "maxItems": MAX_DERIVED_FROM,
+                "items": ARTIFACT_ID_SCHEMA,
             },
-            "artifact_type": {
-                "type": ["string", "null"],
-                "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
-            },
+            "artifact_type": {"type": ["string", "null"], "pattern": ARTIFACT_TYPE_PATTERN},
         },
     },
     "ArtifactList": {
@@ -310,7 +467,7 @@ _SCHEMAS: dict[str, Any] = {
             "run_id": _LINEAGE_ID,
             "step_id": _LINEAGE_ID,
             "job_id": _LINEAGE_ID,
-            "attempt": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "attempt": {"type": "integer", "minimum": 1, "maximum": leases.MAX_ATTEMPT},
             "worker_session_id": _LINEAGE_ID,
             "session_id": _LINEAGE_ID,
             "ttl_seconds": _TTL,
@@ -340,9 +497,22 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["seq", "type", "artifact", "at"],
         "properties": {
             "seq": {"type": "integer"},
-            "type": {"enum": ["artifact.created", "artifact.deleted"]},
-            "artifact": _ref("Artifact"),
+            "type": {"enum": list(EVENT_TYPES)},
+            "artifact": {"oneOf": [_ref("Artifact"), _ref("UnreadableArtifact")]},
             "at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "UnreadableArtifact": {
+        "type": "object",
+        "description": "an event's artifact whose stored document could not be served: "
+        "only its id (rows written under today's input limits never are)",
+        "required": ["type", "id", "payload_omitted"],
+        "properties": {
+            "type": {"const": "artifact"},
+            "id": {"type": "string"},
+            "payload_omitted": {"enum": ["unreadable"]},
+            "metadata": {"type": "object"},
+            "metadata_omitted": {"enum": ["unreadable"]},
         },
     },
     "EventPage": {
@@ -364,13 +534,28 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+_EXAMPLE_CLAIM_REQUEST = {**EXAMPLE_LINEAGE, "ttl_seconds": leases.DEFAULT_TTL_SECONDS}
+del _EXAMPLE_CLAIM_REQUEST["session_id"]
+_EXAMPLE_PROBLEM_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    "<title>Problem types</title>\n</head>\n<body>\n<h1>Problem types</h1>\n"
+    '<section id="quota-exceeded">…</section>\n</body>\n</html>\n'
+)
+
+
 def _paths() -> dict[str, Any]:
     artifacts = "/v1/projects/{project}/artifacts"
     one = artifacts + "/{artifact_id}"
     content_responses = {
-        "200": _bytes("the bytes"),
-        "206": _bytes("the requested range (Content-Range names it)"),
-        "304": {"description": "not modified (If-None-Match matched the ETag)"},
+        "200": _bytes("the bytes", _CONTENT_HEADERS),
+        "206": _bytes(
+            "the requested range",
+            {
+                **_CONTENT_HEADERS,
+                "Content-Range": _header("the range sent, and the size", "bytes 0-3/9"),
+            },
+        ),
+        "304": {"description": "not modified (If-None-Match matched the ETag)", "headers": _ETAG},
         **_problems(401, 403, 404, 410, 416, 503),
     }
     content_params = [
@@ -390,13 +575,20 @@ def _paths() -> dict[str, Any]:
         _query("attempt", {"type": "integer", "minimum": 1}, "lineage filter"),
         _query("session_id", {"type": "string"}, "lineage filter"),
         _query("owner", {"type": "string"}, "kind:id — user:alice, agent:x, run:run_42"),
-        _query("mime_class", {"enum": ["image", "html", "code", "text", "other"]}, "class"),
-        _query(
-            "artifact_type", {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}, "label"
-        ),
+        _query("mime_class", {"enum": list(MIME_CLASSES)}, "class"),
+        _query("artifact_type", {"type": "string", "pattern": ARTIFACT_TYPE_PATTERN}, "label"),
         _query("name_prefix", {"type": "string"}, "names starting with this"),
         _query("include_deleted", {"enum": ["true", "false"]}, "include tombstones"),
-        _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, ""),
+        _query(
+            "limit",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": LIST_MAX_LIMIT,
+                "default": LIST_DEFAULT_LIMIT,
+            },
+            "page size",
+        ),
         _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
     ]
     publish_form = {
@@ -415,15 +607,11 @@ def _paths() -> dict[str, Any]:
             },
             "name": {
                 "type": "string",
-                "maxLength": 255,
+                "maxLength": MAX_NAME_CHARS,
                 "description": "display name (the last path component is kept)",
             },
-            "description": {"type": "string", "maxLength": 4096},
-            "metadata": {
-                "type": "object",
-                "description": "a JSON object, at most 16 KiB encoded and 32 levels deep; "
-                "no NaN/Infinity, NUL or lone surrogates",
-            },
+            "description": {**_DESCRIPTION_FIELD, "type": "string"},
+            "metadata": {"type": "object", "description": _METADATA_TEXT},
             # One part holding a JSON array: a string here, since generators send an array
             # property as repeated parts, which the gateway refuses.
             "derived_from": {
@@ -431,17 +619,17 @@ def _paths() -> dict[str, Any]:
                 "contentMediaType": JSON,
                 "contentSchema": {
                     "type": "array",
-                    "maxItems": 100,
-                    "items": {"type": "string", "pattern": "^art_[0-9A-HJKMNP-TV-Z]{26}$"},
+                    "maxItems": MAX_DERIVED_FROM,
+                    "items": ARTIFACT_ID_SCHEMA,
                 },
                 "description": (
                     "a JSON array of ids of artifacts of the same project, "
-                    'e.g. ["art_01JD3K7Q9ZB4M2X8N6V5T1R0PA"]'
+                    f'e.g. ["{EXAMPLE_ARTIFACT_ID}"]'
                 ),
             },
             "artifact_type": {
                 "type": "string",
-                "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$",
+                "pattern": ARTIFACT_TYPE_PATTERN,
                 "description": "an optional label: report, plan, dataset, log …",
             },
         },
@@ -451,14 +639,26 @@ def _paths() -> dict[str, Any]:
         "metadata": {"contentType": JSON},
         "derived_from": {"contentType": JSON},
     }
+    published = _location(
+        "artifact", f"/v1/projects/{EXAMPLE_PROJECT}/artifacts/{EXAMPLE_ARTIFACT_ID}"
+    )
+    quota_example = {
+        "project": EXAMPLE_PROJECT,
+        "used_bytes": 1_048_576,
+        "limit_bytes": 10 * 1024**3,
+        "artifact_count": 12,
+        "limit_artifacts": 100_000,
+    }
     return {
         "/healthz": {
             "get": {
                 "operationId": "healthz",
                 "tags": ["operations"],
                 "summary": "Liveness",
+                "description": "Answers as long as the process serves requests; it checks "
+                "no backend (see readyz).",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "up")},
+                "responses": {"200": _json({"type": "object"}, "up", {"status": "ok"})},
             }
         },
         "/readyz": {
@@ -466,8 +666,17 @@ def _paths() -> dict[str, Any]:
                 "operationId": "readyz",
                 "tags": ["operations"],
                 "summary": "Readiness: Postgres and object storage answer",
+                "description": "Probes Postgres and object storage; `503 unavailable` names "
+                "the failing part in `checks`.",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "ready"), **_problems(503)},
+                "responses": {
+                    "200": _json(
+                        {"type": "object"},
+                        "ready",
+                        {"status": "ready", "checks": {"postgres": "ok", "object_storage": "ok"}},
+                    ),
+                    **_problems(503),
+                },
             }
         },
         "/metrics": {
@@ -475,8 +684,19 @@ def _paths() -> dict[str, Any]:
                 "operationId": "metrics",
                 "tags": ["operations"],
                 "summary": "Prometheus text exposition",
+                "description": "Served on GATEWAY_METRICS_PORT instead, when that is set.",
                 "security": [],
-                "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}},
+                "responses": {
+                    "200": {
+                        "description": "metrics",
+                        "content": {
+                            "text/plain": {
+                                "example": "# TYPE gateway_http_requests_total counter\n"
+                                'gateway_http_requests_total{method="GET"} 1.0\n'
+                            }
+                        },
+                    }
+                },
             }
         },
         "/v1/openapi.json": {
@@ -484,8 +704,50 @@ def _paths() -> dict[str, Any]:
                 "operationId": "openapi",
                 "tags": ["operations"],
                 "summary": "This document",
+                "description": "The OpenAPI 3.1 document of this version of the gateway.",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "OpenAPI")},
+                "responses": {
+                    "200": _json(
+                        {"type": "object"},
+                        "OpenAPI",
+                        {"openapi": "3.1.0", "info": {"title": "…", "version": __version__}},
+                    )
+                },
+            }
+        },
+        problem_docs.PAGE_PATH: {
+            "get": {
+                "operationId": "listProblemTypes",
+                "tags": ["problems"],
+                "summary": "The documentation of every problem type (HTML)",
+                "description": f"What `{PROBLEM_BASE}<slug>` means: one anchor per slug "
+                "(`#quota-exceeded`) with the status, code, title, when it happens and what "
+                "to do. A page that runs no script.",
+                "security": [],
+                "responses": {"200": _html("the catalogue", _EXAMPLE_PROBLEM_PAGE)},
+            }
+        },
+        problem_docs.PAGE_PATH + "/{slug}": {
+            "get": {
+                "operationId": "getProblemType",
+                "tags": ["problems"],
+                "summary": "The documentation of one problem type (HTML)",
+                "description": f"`{PROBLEM_BASE}<slug>` is served here: a proxy or docs "
+                "site may map that host onto any gateway.",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "slug",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"enum": sorted(problem_docs.by_slug())},
+                        "example": "quota-exceeded",
+                    }
+                ],
+                "responses": {
+                    "200": _html("the problem type", _EXAMPLE_PROBLEM_PAGE),
+                    **_problems(404),
+                },
             }
         },
         "/v1/projects/{project}/claims": {
@@ -493,13 +755,31 @@ def _paths() -> dict[str, Any]:
                 "operationId": "registerClaim",
                 "tags": ["claims"],
                 "summary": "Register a job claim (claims:write); a higher attempt supersedes",
+                "description": "Registers the attempt of a job and mints its lease token, "
+                "which alone may publish the attempt's artifacts (lineage comes from it). "
+                "An attempt not higher than the job's existing ones is `409 claim_conflict`.",
                 "parameters": [_PROJECT],
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": _ref("ClaimRequest")}},
+                    "content": {
+                        JSON: {"schema": _ref("ClaimRequest"), "example": _EXAMPLE_CLAIM_REQUEST}
+                    },
                 },
                 "responses": {
-                    "201": _json(_ref("Claim"), "claim registered"),
+                    "201": _json(
+                        _ref("Claim"),
+                        "claim registered",
+                        {
+                            "lease_id": EXAMPLE_LEASE_ID,
+                            "lease_token": "eyJhbGciOiJIUzI1NiJ9.eyJsaWQiOiJsc2VfMDEifQ.c2ln",
+                            "expires_at": EXAMPLE_EXPIRY,
+                            "token_expires_at": EXAMPLE_EXPIRY,
+                            "superseded": None,
+                        },
+                        _location(
+                            "claim", f"/v1/projects/{EXAMPLE_PROJECT}/claims/{EXAMPLE_LEASE_ID}"
+                        ),
+                    ),
                     **_problems(400, 401, 403, 409, 415, 503),
                 },
             }
@@ -509,6 +789,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "renewClaim",
                 "tags": ["claims"],
                 "summary": "Renew a claim (claims:write)",
+                "description": "Extends an active claim by `ttl_seconds` from now; its lease "
+                "token keeps working.",
                 "parameters": [_PROJECT, _LEASE],
                 "requestBody": {
                     "required": False,
@@ -517,12 +799,17 @@ def _paths() -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "properties": {"ttl_seconds": _TTL},
-                            }
+                            },
+                            "example": {"ttl_seconds": leases.DEFAULT_TTL_SECONDS},
                         }
                     },
                 },
                 "responses": {
-                    "200": _json(_ref("ClaimRenewal"), "the new expiry"),
+                    "200": _json(
+                        _ref("ClaimRenewal"),
+                        "the new expiry",
+                        {"lease_id": EXAMPLE_LEASE_ID, "expires_at": EXAMPLE_EXPIRY},
+                    ),
                     **_problems(400, 401, 403, 404, 415, 503),
                 },
             }
@@ -532,6 +819,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "releaseClaim",
                 "tags": ["claims"],
                 "summary": "Release a claim at once (claims:write)",
+                "description": "Ends the claim: its lease token publishes nothing more "
+                "(`403 lease_inactive`).",
                 "parameters": [_PROJECT, _LEASE],
                 "responses": {"204": {"description": "released"}, **_problems(401, 403, 404, 503)},
             }
@@ -541,6 +830,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "publishArtifact",
                 "tags": ["artifacts"],
                 "summary": "Publish an artifact (lease token, or artifacts:write)",
+                "description": "Streams the file to object storage and commits the artifact "
+                "with its lineage, or nothing: a failed publish leaves no artifact, object or "
+                "quota charge. A text may be sent as JSON instead of multipart. An "
+                "`Idempotency-Key` replays the first answer (200) for the same request.",
                 "security": [{"lease": []}, {"bearer": []}],
                 "parameters": [
                     _PROJECT,
@@ -548,7 +841,7 @@ def _paths() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
+                        "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
                     },
                 ],
                 "requestBody": {
@@ -557,13 +850,30 @@ def _paths() -> dict[str, Any]:
                         "multipart/form-data": {
                             "schema": publish_form,
                             "encoding": publish_encoding,
+                            "example": {
+                                "file": EXAMPLE_BYTES,
+                                "name": "report.md",
+                                "description": "the nightly report",
+                                "metadata": {"rows": 120},
+                                "artifact_type": "report",
+                            },
                         },
-                        JSON: {"schema": _ref("JsonPublish")},
+                        JSON: {
+                            "schema": _ref("JsonPublish"),
+                            "example": {
+                                "name": "report.md",
+                                "content": EXAMPLE_BYTES,
+                                "mime": DEFAULT_JSON_MIME,
+                                "artifact_type": "report",
+                            },
+                        },
                     },
                 },
                 "responses": {
-                    "201": _json(_ref("ArtifactRef"), "published"),
-                    "200": _json(_ref("ArtifactRef"), "replay of an Idempotency-Key"),
+                    "201": _json(_ref("ArtifactRef"), "published", EXAMPLE_REF, published),
+                    "200": _json(
+                        _ref("ArtifactRef"), "replay of an Idempotency-Key", EXAMPLE_REF, published
+                    ),
                     **_problems(400, 401, 403, 408, 409, 410, 413, 415, 503),
                 },
             },
@@ -571,9 +881,15 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listArtifacts",
                 "tags": ["artifacts"],
                 "summary": "List artifacts, newest first (artifacts:read)",
+                "description": "Pages of the artifacts the principal may see, filtered by "
+                "lineage, owner, class, label or name; `next_cursor` fetches the next page.",
                 "parameters": list_params,
                 "responses": {
-                    "200": _json(_ref("ArtifactList"), "a page"),
+                    "200": _json(
+                        _ref("ArtifactList"),
+                        "a page",
+                        {"items": [EXAMPLE_ARTIFACT], "next_cursor": None},
+                    ),
                     **_problems(400, 401, 403, 404, 503),
                 },
             },
@@ -583,9 +899,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getQuota",
                 "tags": ["quota"],
                 "summary": "The project's quota (artifacts:read)",
+                "description": "What the project's live artifacts use, and its limits.",
                 "parameters": [_PROJECT],
                 "responses": {
-                    "200": _json(_ref("Quota"), "quota"),
+                    "200": _json(_ref("Quota"), "quota", quota_example),
                     **_problems(400, 401, 403, 404, 503),
                 },
             }
@@ -610,12 +927,16 @@ def _paths() -> dict[str, Any]:
                                     key: {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
                                     for key in QUOTA_LIMITS
                                 },
-                            }
+                            },
+                            "example": {
+                                "limit_bytes": quota_example["limit_bytes"],
+                                "limit_artifacts": quota_example["limit_artifacts"],
+                            },
                         }
                     },
                 },
                 "responses": {
-                    "200": _json(_ref("Quota"), "quota"),
+                    "200": _json(_ref("Quota"), "quota", quota_example),
                     **_problems(400, 401, 403, 404, 415, 503),
                 },
             }
@@ -625,17 +946,20 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getArtifact",
                 "tags": ["artifacts"],
                 "summary": "The artifact, or its tombstone (artifacts:read)",
+                "description": "Everything known of the artifact: its lineage, owner, "
+                "metadata and state; a deleted one is its tombstone (`state: deleted`).",
                 "parameters": [
                     _PROJECT,
                     _ARTIFACT,
                     _query(
                         "include_content",
                         {"enum": ["true", "false"]},
-                        "add `content`: the text of a text artifact of at most 1 MiB",
+                        "add `content`: the text of a text artifact of at most "
+                        + _mib(INCLUDED_CONTENT_BYTES),
                     ),
                 ],
                 "responses": {
-                    "200": _json(_ref("Artifact"), "the artifact"),
+                    "200": _json(_ref("Artifact"), "the artifact", EXAMPLE_ARTIFACT),
                     **_problems(400, 401, 403, 404, 503),
                 },
             },
@@ -643,6 +967,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "deleteArtifact",
                 "tags": ["artifacts"],
                 "summary": "Soft-delete (artifacts:delete on own artifacts, or artifacts:admin)",
+                "description": "Leaves a tombstone, frees the quota and emits "
+                "`artifact.deleted`; the bytes are collected later.",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "responses": {
                     "204": {"description": "deleted (also when already deleted)"},
@@ -655,6 +981,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getArtifactContent",
                 "tags": ["content"],
                 "summary": "The bytes (artifacts:read, or a signed URL)",
+                "description": "Streams the bytes, one `Range` at most, revalidated by the "
+                "ETag (the sha256). Inline or attachment, and the Content-Type, follow the "
+                "serving policy; nothing served can run as a script of this origin.",
                 "security": [{"bearer": []}, {}],
                 "parameters": content_params,
                 "responses": content_responses,
@@ -663,6 +992,7 @@ def _paths() -> dict[str, Any]:
                 "operationId": "headArtifactContent",
                 "tags": ["content"],
                 "summary": "The headers of the bytes",
+                "description": "As the GET, without the body.",
                 "security": [{"bearer": []}, {}],
                 "parameters": content_params,
                 "responses": content_responses,
@@ -673,6 +1003,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "mintSignedUrl",
                 "tags": ["content"],
                 "summary": "Mint a short-lived signed content URL (artifacts:read)",
+                "description": "A URL of the content that needs no credential until it "
+                f"expires (at most {signing.MAX_EXPIRES_IN} seconds) or is revoked.",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "requestBody": {
                     "required": False,
@@ -684,16 +1016,25 @@ def _paths() -> dict[str, Any]:
                                     "expires_in": {
                                         "type": "integer",
                                         "minimum": 1,
-                                        "maximum": 3600,
-                                        "default": 300,
+                                        "maximum": signing.MAX_EXPIRES_IN,
+                                        "default": signing.DEFAULT_EXPIRES_IN,
                                     }
                                 },
-                            }
+                            },
+                            "example": {"expires_in": signing.DEFAULT_EXPIRES_IN},
                         }
                     },
                 },
                 "responses": {
-                    "200": _json(_ref("SignedUrl"), "signed URL"),
+                    "200": _json(
+                        _ref("SignedUrl"),
+                        "signed URL",
+                        {
+                            "url": f"/v1/projects/{EXAMPLE_PROJECT}/artifacts/"
+                            f"{EXAMPLE_ARTIFACT_ID}/content?exp=1768471500&kid=k1&sig=c2ln",
+                            "expires_at": "2026-01-15T10:05:00Z",
+                        },
+                    ),
                     **_problems(400, 401, 403, 404, 410, 415, 429, 503),
                 },
             }
@@ -703,6 +1044,8 @@ def _paths() -> dict[str, Any]:
                 "operationId": "revokeSignedUrls",
                 "tags": ["content"],
                 "summary": "Revoke every signed URL minted so far (artifacts:admin)",
+                "description": "Every signed URL of the artifact minted before now answers "
+                "`403 signature_invalid`; new ones may be minted.",
                 "parameters": [_PROJECT, _ARTIFACT],
                 "responses": {"204": {"description": "revoked"}, **_problems(401, 403, 404, 503)},
             }
@@ -715,8 +1058,17 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _PROJECT,
                     _query("after", {"type": "integer", "minimum": 0}, "last seq seen"),
-                    _query("type", {"enum": ["artifact.created", "artifact.deleted"]}, ""),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, ""),
+                    _query("type", {"enum": list(EVENT_TYPES)}, "only events of this type"),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": EVENTS_MAX_LIMIT,
+                            "default": EVENTS_DEFAULT_LIMIT,
+                        },
+                        "page size",
+                    ),
                     {
                         "name": "Last-Event-ID",
                         "in": "header",
@@ -728,7 +1080,17 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "a page, or a server-sent event stream",
-                        "content": {JSON: {"schema": _ref("EventPage")}, "text/event-stream": {}},
+                        "content": {
+                            JSON: {
+                                "schema": _ref("EventPage"),
+                                "example": {"items": [EXAMPLE_EVENT], "next_after": 41},
+                            },
+                            "text/event-stream": {
+                                "example": "id: 41\nevent: artifact.created\ndata: "
+                                + json.dumps(EXAMPLE_EVENT, separators=(",", ":"))
+                                + "\n\n"
+                            },
+                        },
                     },
                     **_problems(400, 401, 403, 404, 429, 503),
                 },
@@ -763,7 +1125,37 @@ TAGS = [
     {"name": "quota", "description": "The project's storage quota"},
     {"name": "events", "description": "The artifact.created / artifact.deleted feed"},
     {"name": "operations", "description": "Liveness, readiness, metrics and this document"},
+    {
+        "name": "problems",
+        "description": f"The documentation of every problem type (`{PROBLEM_BASE}<slug>`)",
+    },
 ]
+
+
+def _problem_response(status: int, text: str) -> dict[str, Any]:
+    """``Problem<status>``: its codes, each linked to its documentation, with an example."""
+    docs = [doc for doc in problem_docs.catalogue() if doc.status == status]
+    links = ", ".join(f"[`{doc.code}`]({doc.path})" for doc in docs)
+    examples = {
+        doc.code: {
+            "summary": doc.title,
+            "value": {
+                "type": doc.type,
+                "title": doc.title,
+                "status": status,
+                "code": doc.code,
+                "detail": doc.when.split(". ")[0].rstrip("."),
+                "request_id": "01JD3K7Q9ZB4M2X8N6V5T1R0PA",
+                "instance": f"/v1/projects/{EXAMPLE_PROJECT}/artifacts",
+            },
+        }
+        for doc in docs
+    }
+    return {
+        "description": f"{text}. Documentation of each code: {links}",
+        "content": {PROBLEM: {"schema": _ref("Problem"), "examples": examples}},
+        **_PROBLEM_HEADERS.get(status, {}),
+    }
 
 
 def document() -> dict[str, Any]:
@@ -774,9 +1166,13 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Publish, list, download and watch run artifacts. Errors are RFC 9457 "
-                "problem+json with a stable `code`."
+                "problem+json with a stable `code`; every problem `type` is documented at "
+                f"`{problem_docs.PAGE_PATH}/<slug>` of the gateway."
             ),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
+        # Relative: the gateway that serves this document, whatever host a proxy gives it.
+        "servers": [{"url": "/", "description": "the gateway serving this document"}],
         "security": _BEARER,
         "tags": TAGS,
         "paths": _with_common_problems(_paths()),
@@ -787,11 +1183,7 @@ def document() -> dict[str, Any]:
                 "lease": {"type": "apiKey", "in": "header", "name": "X-Mobius-Lease-Token"},
             },
             "responses": {
-                f"Problem{status}": {
-                    "description": text,
-                    "content": {PROBLEM: {"schema": _ref("Problem")}},
-                    **_PROBLEM_HEADERS.get(status, {}),
-                }
+                f"Problem{status}": _problem_response(status, text)
                 for status, text in _PROBLEM_TEXT.items()
             },
         },

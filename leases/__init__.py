@@ -6,7 +6,9 @@ Stands alone: it imports neither ``gateway`` nor ``storage``.
 from leases.cache import ClaimCache
 from leases.claims import (
     CLAIMS_CHANNEL,
+    DEFAULT_TTL_SECONDS,
     LINEAGE_FIELDS,
+    MAX_ATTEMPT,
     Claim,
     Lineage,
     active_claim,
@@ -30,8 +32,10 @@ from leases.tokens import COMPACT_JWT, LEASE_TOKEN_TYPE, LeaseKey, LeaseTokenCla
 __all__ = [
     "CLAIMS_CHANNEL",
     "COMPACT_JWT",
+    "DEFAULT_TTL_SECONDS",
     "LEASE_TOKEN_TYPE",
     "LINEAGE_FIELDS",
+    "MAX_ATTEMPT",
     "Claim",
     "ClaimCache",
     "ClaimConflict",

@@ -29,6 +29,10 @@ from leases.errors import (
 )
 
 CLAIMS_CHANNEL = "claims_changed"
+DEFAULT_TTL_SECONDS = 3600
+"""A claim's lifetime when its registration or renewal names none."""
+MAX_ATTEMPT = 1_000_000
+"""The highest attempt number a claim may carry."""
 """Released and superseded claims are announced here (their lease id) on commit, so
 every replica's :class:`~leases.cache.ClaimCache` evicts them."""
 LINEAGE_FIELDS = ("run_id", "step_id", "job_id", "attempt", "worker_session_id", "session_id")

@@ -11,7 +11,17 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.api import artifacts, claims, content, events, health, ops, publish, ui
+from gateway.api import (
+    artifacts,
+    claims,
+    content,
+    events,
+    health,
+    ops,
+    problem_pages,
+    publish,
+    ui,
+)
 from gateway.api.middleware import defer_continue
 
 _PROJECT = "/v1/projects/{project}"
@@ -21,6 +31,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/healthz", health.healthz),
     ("GET", "/readyz", health.readyz),
     ("GET", "/v1/openapi.json", ops.get_openapi),
+    ("GET", "/problems", problem_pages.problem_catalogue),
+    ("GET", "/problems/{slug}", problem_pages.problem_entry),
     ("POST", _PROJECT + "/claims", claims.create_claim),
     ("POST", _PROJECT + "/claims/{lease_id}/renew", claims.renew_claim),
     ("DELETE", _PROJECT + "/claims/{lease_id}", claims.release_claim),

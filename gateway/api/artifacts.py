@@ -22,7 +22,7 @@ from gateway.api.state import CONFIG, DB, SIGNED_URL_MINTS, STORE
 from gateway.auth import Principal, owner_kind_of
 from gateway.db import artifacts as artifact_rows
 from gateway.db import mints, projects
-from gateway.db.artifacts import ListQuery
+from gateway.db.artifacts import LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MIME_CLASSES, ListQuery
 from gateway.db.projects import MAX_LIMIT, QUOTA_LIMITS, DefaultLimits
 from gateway.errors import ArtifactDeleted, Forbidden, InvalidRequest, NotFound, RateLimited
 from gateway.ids import ARTIFACT_TYPE
@@ -48,7 +48,6 @@ LIST_PARAMS = frozenset(
         "cursor",
     }
 )
-MIME_CLASSES = ("image", "html", "code", "text", "other")
 
 
 async def visible_artifact(request: web.Request) -> tuple[str, Principal, ArtifactRow]:
@@ -134,7 +133,9 @@ def parse_list_query(query: Any) -> ListQuery:
     deleted = query.get("include_deleted", "false")
     if deleted not in ("true", "false"):
         raise InvalidRequest("'include_deleted' is true or false")
-    limit = ascii_int(query.get("limit", "50"), "limit", low=1, high=200)
+    limit = ascii_int(
+        query.get("limit", str(LIST_DEFAULT_LIMIT)), "limit", low=1, high=LIST_MAX_LIMIT
+    )
     cursor = query.get("cursor")
     return ListQuery(
         **fields,

@@ -15,7 +15,6 @@ from gateway.jsonio import field_int, field_str, rfc3339
 from gateway.logs import get_logger
 
 log = get_logger("gateway.claims")
-DEFAULT_TTL_SECONDS = 3600
 
 
 async def create_claim(request: web.Request) -> web.Response:
@@ -27,14 +26,14 @@ async def create_claim(request: web.Request) -> web.Response:
         run_id=field_str(body, "run_id") or "",
         step_id=field_str(body, "step_id") or "",
         job_id=field_str(body, "job_id") or "",
-        attempt=field_int(body, "attempt", low=1, high=1_000_000),
+        attempt=field_int(body, "attempt", low=1, high=leases.MAX_ATTEMPT),
         worker_session_id=field_str(body, "worker_session_id") or "",
         session_id=field_str(body, "session_id", required=False),
     )
     ttl = field_int(
         body,
         "ttl_seconds",
-        default=min(DEFAULT_TTL_SECONDS, config.lease_max_ttl_seconds),
+        default=min(leases.DEFAULT_TTL_SECONDS, config.lease_max_ttl_seconds),
         low=1,
         high=config.lease_max_ttl_seconds,
     )
@@ -84,7 +83,7 @@ async def renew_claim(request: web.Request) -> web.Response:
     ttl = field_int(
         body,
         "ttl_seconds",
-        default=min(DEFAULT_TTL_SECONDS, config.lease_max_ttl_seconds),
+        default=min(leases.DEFAULT_TTL_SECONDS, config.lease_max_ttl_seconds),
         low=1,
         high=config.lease_max_ttl_seconds,
     )

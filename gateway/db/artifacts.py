@@ -43,6 +43,11 @@ async def for_signed_url(
     return ArtifactRow.from_record(row), row["minted_by"]
 
 
+MIME_CLASSES = ("image", "html", "code", "text", "other")
+LIST_DEFAULT_LIMIT = 50
+LIST_MAX_LIMIT = 200
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListQuery:
     """Filters of ``GET …/artifacts``; ``before_seq`` is the decoded cursor."""
@@ -59,7 +64,7 @@ class ListQuery:
     name_prefix: str | None = None
     include_deleted: bool = False
     before_seq: int | None = None
-    limit: int = 50
+    limit: int = LIST_DEFAULT_LIMIT
 
 
 def _like_prefix(prefix: str) -> str:

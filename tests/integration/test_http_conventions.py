@@ -15,7 +15,12 @@ from tests.integration.test_input_classes import _path
 async def test_every_401_carries_www_authenticate(client: TestClient, project) -> None:
     claim = await new_claim(client, project)
     artifact = (await (await publish(client, project, lease(claim))).json())["id"]
-    values = {"project": project, "artifact_id": artifact, "lease_id": claim["lease_id"]}
+    values = {
+        "project": project,
+        "artifact_id": artifact,
+        "lease_id": claim["lease_id"],
+        "slug": "quota-exceeded",
+    }
     refused = 0
     for method, template, _handler in ROUTES:
         path = _path(template, **values)

@@ -101,6 +101,7 @@ async def _seed(client: TestClient, project: str) -> dict[str, str]:
         "artifact_id": (await resp.json())["id"],
         "lease_id": claim["lease_id"],
         "lease_token": claim["lease_token"],
+        "slug": "quota-exceeded",
     }
 
 
