@@ -214,7 +214,8 @@ class Config:
             event_stream_queue_events=e.integer(
                 "GATEWAY_EVENT_STREAM_QUEUE_EVENTS", 256, low=1, high=100_000
             ),
-            events_db_pool_max=e.integer("GATEWAY_EVENTS_DB_POOL_MAX", 2, low=1, high=100),
+            # one connection is kept for the feeds' reads, so replays need another
+            events_db_pool_max=e.integer("GATEWAY_EVENTS_DB_POOL_MAX", 2, low=2, high=100),
             log_level=e.choice("GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=e.choice("GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
             log_format_set=e.optional("GATEWAY_LOG_FORMAT") is not None,

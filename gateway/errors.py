@@ -125,25 +125,31 @@ class Problem:
         )
 
 
-#: Driver errors of a connection that broke or of a database that cannot serve
-#: now: a restart, a failover, a lost socket, a connection left mid-operation by
-#: a cancelled query, too many connections. Each is ``503 unavailable`` with
-#: ``Retry-After``; nothing was written (a publish's commit is one statement).
-#: SQLSTATE classes 08 (connection), 53 (insufficient resources), 57 (operator
-#: intervention: shutdown, crash, cannot connect now, statement cancelled) and
-#: 58 (system error), and asyncpg's own client-side states.
+#: Driver errors of a connection that broke: a restart, a failover, a lost
+#: socket, a connection left mid-operation by a cancelled query. Besides the
+#: 503, these replace the pool's connections (every one is likely broken alike).
+#: SQLSTATE class 08 (connection), an administrator's or a crash's shutdown, and
+#: asyncpg's own client-side states.
 DB_BROKEN_CONNECTION: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.PostgresSystemError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
 )
+#: Every driver error of a database that cannot serve now, each ``503
+#: unavailable`` with ``Retry-After``; nothing was written (a publish's commit is
+#: one statement). Beyond a broken connection: SQLSTATE classes 53 (insufficient
+#: resources: too many connections, disk full), 57 (operator intervention:
+#: cannot connect now, statement cancelled) and 58 (system error) — these leave
+#: the pool's healthy connections alone.
 DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     *DB_BROKEN_CONNECTION,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.PostgresSystemError,
 )
 #: How long a client should wait before retrying after a backend error.
 BACKEND_RETRY_AFTER_SECONDS = 2

@@ -47,6 +47,7 @@ from gateway.db.events import EVENT_TYPES, EVENTS_CHANNEL, FeedQuery
 from gateway.errors import DB_UNAVAILABLE
 from gateway.jsonio import rfc3339, stored_json
 from gateway.logs import get_logger
+from gateway.numbers import parse_decimal
 from gateway.rows import EventRow
 from leases import CLAIMS_CHANNEL, ClaimCache
 
@@ -520,7 +521,7 @@ class EventHub:
         project, sep, seq = payload.rpartition(":")
         feed = self._feeds.get(project if sep else payload)
         if feed is not None:
-            feed.poke(int(seq) if sep and seq.isdigit() else None)
+            feed.poke(parse_decimal(seq) if sep else None)
 
     async def _connect(self) -> Any:
         async with asyncio.timeout(self._timeout):

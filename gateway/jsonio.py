@@ -18,9 +18,9 @@ from typing import Any
 from gateway.errors import InvalidRequest
 
 MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in any JSON a client sends."""
 MAX_FIELD_CHARS = 200
 """The longest string :func:`field_str` accepts unless told otherwise (lineage ids)."""
-"""Deepest nesting of arrays and objects accepted in any JSON a client sends."""
 STORED_JSON_MAX_DEPTH = 128
 """Deepest nesting served back from a stored document (rows written before the
 input limit existed may be deeper than :data:`MAX_JSON_DEPTH`)."""

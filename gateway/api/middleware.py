@@ -13,7 +13,15 @@ from ulid import ULID
 
 from gateway import metrics
 from gateway.api.problems import problem_for, problem_response
-from gateway.api.state import DB, DRAIN, REQUEST_CONTEXT, RequestContext, client_gone, context
+from gateway.api.state import (
+    DB,
+    DRAIN,
+    EVENT_HUB,
+    REQUEST_CONTEXT,
+    RequestContext,
+    client_gone,
+    context,
+)
 from gateway.errors import (
     DB_BROKEN_CONNECTION,
     ClientClosed,
@@ -190,6 +198,10 @@ async def _drop_pooled_connections(request: web.Request) -> None:
     """
     with contextlib.suppress(Exception):
         await request.app[DB].expire_connections()
+    hub = request.app.get(EVENT_HUB)
+    if hub is not None:  # the event streams' own pool broke alike
+        with contextlib.suppress(Exception):
+            await hub.pool.expire_connections()
 
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -47,6 +47,14 @@ def test_storage_errors_are_503_with_retry_after(exc: BaseException) -> None:
 
 
 def test_connection_state_errors_are_named_as_such() -> None:
-    """These drop the pool's connections; a constraint violation does not."""
+    """These replace the pool's connections; a database out of connection slots, a
+    cancelled statement or a constraint violation leaves the healthy ones alone."""
     assert isinstance(asyncpg.exceptions.InternalClientError(), DB_BROKEN_CONNECTION)
-    assert not isinstance(asyncpg.exceptions.UniqueViolationError(), DB_BROKEN_CONNECTION)
+    assert isinstance(asyncpg.exceptions.AdminShutdownError(), DB_BROKEN_CONNECTION)
+    for kept in (
+        asyncpg.exceptions.UniqueViolationError(),
+        asyncpg.exceptions.TooManyConnectionsError(),
+        asyncpg.exceptions.QueryCanceledError(),
+        asyncpg.exceptions.CannotConnectNowError(),
+    ):
+        assert not isinstance(kept, DB_BROKEN_CONNECTION), type(kept).__name__
