@@ -122,7 +122,13 @@ async def _periodic_gc(app: web.Application) -> AsyncIterator[None]:
     task = None
     if config.gc_interval_seconds > 0:
         task = asyncio.create_task(
-            gc.periodic(app[DB], app[STORE], config.gc_interval_seconds, config.gc_grace_seconds)
+            gc.periodic(
+                app[DB],
+                app[STORE],
+                config.gc_interval_seconds,
+                config.gc_grace_seconds,
+                gc.Retention.from_config(config),
+            )
         )
     try:
         yield

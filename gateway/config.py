@@ -107,6 +107,9 @@ class Config:
     keepalive_timeout_seconds: float = 30.0
     gc_interval_seconds: int = 0
     gc_grace_seconds: int = 3600
+    # Signed-URL audit rows are kept this long after the URL expired, then the gc
+    # sweep prunes them; 0: kept for ever.
+    audit_retention_seconds: int = 7_776_000
     event_streams_per_principal: int = 16
     event_streams_per_project: int = 64
     event_stream_queue_events: int = 256
@@ -205,6 +208,9 @@ class Config:
             shutdown_timeout_seconds=e.number("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30.0, low=0.0),
             gc_interval_seconds=e.integer("GATEWAY_GC_INTERVAL_SECONDS", 0, low=0),
             gc_grace_seconds=e.integer("GATEWAY_GC_GRACE_SECONDS", 3600, low=0),
+            audit_retention_seconds=e.integer(
+                "GATEWAY_AUDIT_RETENTION_SECONDS", 7_776_000, low=0, high=100 * 365 * 86400
+            ),
             event_streams_per_principal=e.integer(
                 "GATEWAY_EVENT_STREAMS_PER_PRINCIPAL", 16, low=1, high=100_000
             ),

@@ -9,6 +9,12 @@ touched:
 3. deletes objects under ``projects/`` that no available artifact owns;
 4. retries queued object deletions (``object_deletions``).
 
+Before those, it prunes the rows past their retention (:class:`Retention`), each
+table in bounded batches, oldest first:
+
+- ``signed_url_mints``: audit rows ``GATEWAY_AUDIT_RETENTION_SECONDS`` after the
+  URL expired.
+
 Only one replica sweeps at a time (a Postgres advisory lock); the others skip.
 """
 
@@ -24,7 +30,7 @@ import asyncpg
 from gateway import backends
 from gateway.config import Config
 from gateway.db import artifacts as artifact_rows
-from gateway.db import deletions, uploads
+from gateway.db import deletions, mints, uploads
 from gateway.logs import get_logger
 from storage import ObjectInfo, ObjectStore, StorageError
 
@@ -33,6 +39,7 @@ GC_LOCK_ID = 0x4D0B1A58
 PREFIX = "projects/"
 DEFAULT_GRACE_SECONDS = 3600
 BATCH = 500
+PRUNE_BATCH = 1000
 
 
 @dataclass
@@ -41,11 +48,36 @@ class GcReport:
     cleared_pending: int = 0
     deleted_orphans: int = 0
     retried_deletions: int = 0
+    pruned_mints: int = 0
     failed: int = 0
     skipped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long rows are kept before the sweep prunes them, in seconds; 0: for ever."""
+
+    audit_seconds: int = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> Retention:
+        return cls(audit_seconds=config.audit_retention_seconds)
+
+
+async def _prune(conn: Any, retention: Retention, report: GcReport) -> None:
+    """Prune each table in batches of :data:`PRUNE_BATCH` rows, each its own
+    statement, so no sweep holds a long transaction or many locks."""
+    now = datetime.now(UTC)
+    if retention.audit_seconds > 0:
+        before = now - timedelta(seconds=retention.audit_seconds)
+        while True:
+            n = await mints.prune(conn, expired_before=before, limit=PRUNE_BATCH)
+            report.pruned_mints += n
+            if n < PRUNE_BATCH:
+                break
 
 
 async def _delete_orphans(
@@ -63,7 +95,11 @@ async def _delete_orphans(
 
 
 async def sweep(
-    pool: asyncpg.Pool, store: ObjectStore, *, grace_seconds: int = DEFAULT_GRACE_SECONDS
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    *,
+    grace_seconds: int = DEFAULT_GRACE_SECONDS,
+    retention: Retention = Retention(),
 ) -> GcReport:
     report = GcReport()
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
@@ -72,6 +108,7 @@ async def sweep(
             report.skipped = True
             return report
         try:
+            await _prune(conn, retention, report)
             await _sweep(conn, store, cutoff, grace_seconds, report)
         finally:
             try:
@@ -132,16 +169,24 @@ async def run_once(config: Config, *, grace_seconds: int) -> GcReport:
     pool = await backends.create_pool(config, min_size=1, max_size=2)
     try:
         async with backends.object_store(config) as store:
-            return await sweep(pool, store, grace_seconds=grace_seconds)
+            return await sweep(
+                pool, store, grace_seconds=grace_seconds, retention=Retention.from_config(config)
+            )
     finally:
         await pool.close()
 
 
-async def periodic(pool: asyncpg.Pool, store: ObjectStore, interval: float, grace: int) -> None:
+async def periodic(
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    interval: float,
+    grace: int,
+    retention: Retention = Retention(),
+) -> None:
     """Sweep every ``interval`` seconds until cancelled; failures are logged, not fatal."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await sweep(pool, store, grace_seconds=grace)
+            await sweep(pool, store, grace_seconds=grace, retention=retention)
         except Exception:
             log.warning("gc.failed", exc_info=True)

@@ -35,3 +35,22 @@ async def record(
         epoch,
         expires_at,
     )
+
+
+async def prune(conn: Conn, *, expired_before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` audit rows whose URL expired before ``expired_before``,
+    oldest first (the ``signed_url_mints_expires`` index); how many were deleted."""
+    status: str = await conn.execute(
+        """
+        DELETE FROM signed_url_mints
+        WHERE mint_id IN (
+            SELECT mint_id FROM signed_url_mints
+            WHERE expires_at < $1
+            ORDER BY expires_at
+            LIMIT $2
+        )
+        """,
+        expired_before,
+        limit,
+    )
+    return int(status.rsplit(" ", 1)[-1])

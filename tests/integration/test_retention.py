@@ -1,0 +1,91 @@
+"""Every table is bounded: the gc sweep prunes rows past their retention, and only those."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import gc
+from tests.conftest import make_config
+from tests.helpers import ADMIN, publish
+
+DAY = 86400
+
+
+async def _mint(client: Any, project: str, artifact_id: str, expires_in: int) -> None:
+    resp = await client.post(
+        f"/v1/projects/{project}/artifacts/{artifact_id}/signed-url",
+        json={"expires_in": expires_in},
+        headers=ADMIN,
+    )
+    assert resp.status == 200, await resp.text()
+
+
+async def test_signed_url_audit_rows_are_pruned_after_their_retention(
+    client, backends, project, db
+) -> None:
+    ref = await (await publish(client, project, ADMIN, b"audited")).json()
+    for expires_in in (60, 120, 180):
+        await _mint(client, project, ref["id"], expires_in)
+    rows = await db.fetch(
+        "SELECT mint_id FROM signed_url_mints WHERE project_id=$1 ORDER BY expires_at", project
+    )
+    assert len(rows) == 3
+    old, recent, live = (r["mint_id"] for r in rows)
+    # 91 days past expiry: beyond the default 90 days; 89 days: within it; live: not expired
+    await db.execute(
+        "UPDATE signed_url_mints SET expires_at = now() - make_interval(days => 91) "
+        "WHERE mint_id=$1",
+        old,
+    )
+    await db.execute(
+        "UPDATE signed_url_mints SET expires_at = now() - make_interval(days => 89) "
+        "WHERE mint_id=$1",
+        recent,
+    )
+    config = make_config(backends)
+    assert config.audit_retention_seconds == 90 * DAY
+
+    never = await gc.run_once(config.with_overrides(audit_retention_seconds=0), grace_seconds=3600)
+    assert never.pruned_mints == 0
+    left = {
+        r["mint_id"]
+        for r in await db.fetch("SELECT mint_id FROM signed_url_mints WHERE project_id=$1", project)
+    }
+    assert left == {old, recent, live}
+
+    report = await gc.run_once(config, grace_seconds=3600)
+    assert report.pruned_mints >= 1 and not report.skipped
+    left = {
+        r["mint_id"]
+        for r in await db.fetch("SELECT mint_id FROM signed_url_mints WHERE project_id=$1", project)
+    }
+    assert left == {recent, live}
+    # the artifact and its reads are untouched
+    assert (
+        await client.get(f"/v1/projects/{project}/artifacts/{ref['id']}", headers=ADMIN)
+    ).status == 200
+
+
+async def test_pruning_runs_in_batches_until_nothing_is_past_retention(
+    client, backends, project, db
+) -> None:
+    ref = await (await publish(client, project, ADMIN, b"many mints")).json()
+    total = gc.PRUNE_BATCH * 2 + 17
+    await db.execute(
+        """
+        INSERT INTO signed_url_mints (project_id, artifact_id, principal, kid, sig_hash,
+            signing_epoch, expires_at)
+        SELECT $1, $2, 'user:reader', 'url-1', md5($2 || i::text), 0,
+               now() - make_interval(days => 100, secs => i)
+        FROM generate_series(1, $3) AS i
+        """,
+        project,
+        ref["id"],
+        total,
+    )
+    await _mint(client, project, ref["id"], 60)
+    report = await gc.run_once(make_config(backends), grace_seconds=3600)
+    assert report.pruned_mints >= total
+    assert (
+        await db.fetchval("SELECT count(*) FROM signed_url_mints WHERE project_id=$1", project) == 1
+    )
