@@ -110,6 +110,9 @@ class Config:
     # Signed-URL audit rows are kept this long after the URL expired, then the gc
     # sweep prunes them; 0: kept for ever.
     audit_retention_seconds: int = 7_776_000
+    # Ended (released, superseded) or expired job claims are kept this long, then
+    # pruned; 0: kept for ever.
+    claim_retention_seconds: int = 2_592_000
     event_streams_per_principal: int = 16
     event_streams_per_project: int = 64
     event_stream_queue_events: int = 256
@@ -210,6 +213,9 @@ class Config:
             gc_grace_seconds=e.integer("GATEWAY_GC_GRACE_SECONDS", 3600, low=0),
             audit_retention_seconds=e.integer(
                 "GATEWAY_AUDIT_RETENTION_SECONDS", 7_776_000, low=0, high=100 * 365 * 86400
+            ),
+            claim_retention_seconds=e.integer(
+                "GATEWAY_CLAIM_RETENTION_SECONDS", 2_592_000, low=0, high=100 * 365 * 86400
             ),
             event_streams_per_principal=e.integer(
                 "GATEWAY_EVENT_STREAMS_PER_PRINCIPAL", 16, low=1, high=100_000

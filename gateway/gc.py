@@ -13,7 +13,9 @@ Before those, it prunes the rows past their retention (:class:`Retention`), each
 table in bounded batches, oldest first:
 
 - ``signed_url_mints``: audit rows ``GATEWAY_AUDIT_RETENTION_SECONDS`` after the
-  URL expired.
+  URL expired;
+- ``job_claims``: claims ``GATEWAY_CLAIM_RETENTION_SECONDS`` after they ended
+  (released, superseded) or expired.
 
 Only one replica sweeps at a time (a Postgres advisory lock); the others skip.
 """
@@ -27,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+import leases
 from gateway import backends
 from gateway.config import Config
 from gateway.db import artifacts as artifact_rows
@@ -49,6 +52,7 @@ class GcReport:
     deleted_orphans: int = 0
     retried_deletions: int = 0
     pruned_mints: int = 0
+    pruned_claims: int = 0
     failed: int = 0
     skipped: bool = False
 
@@ -61,10 +65,14 @@ class Retention:
     """How long rows are kept before the sweep prunes them, in seconds; 0: for ever."""
 
     audit_seconds: int = 0
+    claim_seconds: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> Retention:
-        return cls(audit_seconds=config.audit_retention_seconds)
+        return cls(
+            audit_seconds=config.audit_retention_seconds,
+            claim_seconds=config.claim_retention_seconds,
+        )
 
 
 async def _prune(conn: Any, retention: Retention, report: GcReport) -> None:
@@ -76,6 +84,13 @@ async def _prune(conn: Any, retention: Retention, report: GcReport) -> None:
         while True:
             n = await mints.prune(conn, expired_before=before, limit=PRUNE_BATCH)
             report.pruned_mints += n
+            if n < PRUNE_BATCH:
+                break
+    if retention.claim_seconds > 0:
+        before = now - timedelta(seconds=retention.claim_seconds)
+        while True:
+            n = await leases.prune_ended_claims(conn, ended_before=before, limit=PRUNE_BATCH)
+            report.pruned_claims += n
             if n < PRUNE_BATCH:
                 break
 

@@ -255,3 +255,38 @@ async def release_claim(conn: Any, project: str, lease_id: str) -> Claim:
     if claim is None or claim.project != project:
         raise ClaimNotFound(lease_id)
     return claim
+
+
+async def prune_ended_claims(conn: Any, *, ended_before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` claims that ended (released, superseded) or expired
+    before ``ended_before``, oldest first; how many were deleted.
+
+    Artifacts carry their lineage in their own columns, so none needs the row.
+    A job's attempts are checked against the claims that are kept.
+    """
+    ended: str = await conn.execute(
+        """
+        DELETE FROM job_claims WHERE lease_id IN (
+            SELECT lease_id FROM job_claims
+            WHERE ended_at IS NOT NULL AND ended_at < $1
+            ORDER BY ended_at LIMIT $2
+        )
+        """,
+        ended_before,
+        limit,
+    )
+    n = int(ended.rsplit(" ", 1)[-1])
+    if n >= limit:
+        return n
+    expired: str = await conn.execute(
+        """
+        DELETE FROM job_claims WHERE lease_id IN (
+            SELECT lease_id FROM job_claims
+            WHERE state = 'active' AND expires_at < $1
+            ORDER BY expires_at LIMIT $2
+        )
+        """,
+        ended_before,
+        limit - n,
+    )
+    return n + int(expired.rsplit(" ", 1)[-1])

@@ -1,3 +1,11 @@
 -- Retention: the sweep prunes signed-URL audit rows some time after their expiry,
 -- oldest first, in bounded batches; this index finds them without a scan.
 CREATE INDEX signed_url_mints_expires ON signed_url_mints (expires_at);
+
+-- Ended claims (released or superseded) and expired ones are pruned some time after
+-- they ended or expired. An artifact keeps its lineage in its own columns (lease_id,
+-- run_id, step_id, job_id, attempt, worker_session_id, session_id), so it no longer
+-- references the claim row, which may be gone.
+ALTER TABLE artifacts DROP CONSTRAINT IF EXISTS artifacts_lease_id_fkey;
+CREATE INDEX job_claims_ended ON job_claims (ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX job_claims_expires_active ON job_claims (expires_at) WHERE state = 'active';

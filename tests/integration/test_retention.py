@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway import gc
 from tests.conftest import make_config
-from tests.helpers import ADMIN, publish
+from tests.helpers import ADMIN, SCHEDULER, lease, new_claim, publish
 
 DAY = 86400
 
@@ -89,3 +89,67 @@ async def test_pruning_runs_in_batches_until_nothing_is_past_retention(
     assert (
         await db.fetchval("SELECT count(*) FROM signed_url_mints WHERE project_id=$1", project) == 1
     )
+
+
+async def test_ended_and_expired_claims_are_pruned_after_their_retention(
+    client, backends, project, db
+) -> None:
+    job = "job_pruned"
+    first = await new_claim(client, project, job_id=job, attempt=1)
+    published = await publish(client, project, lease(first), b"from attempt 1")
+    assert published.status == 201, await published.text()
+    art = await published.json()
+    second = await new_claim(client, project, job_id=job, attempt=2)  # supersedes the first
+    released = await new_claim(client, project)
+    url = f"/v1/projects/{project}/claims/{released['lease_id']}"
+    assert (await client.delete(url, headers=SCHEDULER)).status == 204
+    recent = await new_claim(client, project)
+    assert (
+        await client.delete(
+            f"/v1/projects/{project}/claims/{recent['lease_id']}", headers=SCHEDULER
+        )
+    ).status == 204
+    expired = await new_claim(client, project)
+    live = await new_claim(client, project)
+    # 31 days past: beyond the default 30 days; the recent release 29 days past: within
+    await db.execute(
+        "UPDATE job_claims SET ended_at = now() - make_interval(days => 31) "
+        "WHERE lease_id = ANY($1)",
+        [first["lease_id"], released["lease_id"]],
+    )
+    await db.execute(
+        "UPDATE job_claims SET ended_at = now() - make_interval(days => 29) WHERE lease_id=$1",
+        recent["lease_id"],
+    )
+    await db.execute(
+        "UPDATE job_claims SET expires_at = now() - make_interval(days => 31),"
+        " max_expires_at = now() - make_interval(days => 31) WHERE lease_id=$1",
+        expired["lease_id"],
+    )
+    config = make_config(backends)
+    assert config.claim_retention_seconds == 30 * DAY
+    kept = {first["lease_id"], second["lease_id"], released["lease_id"], recent["lease_id"]}
+    kept |= {expired["lease_id"], live["lease_id"]}
+
+    async def claims() -> set[str]:
+        rows = await db.fetch("SELECT lease_id FROM job_claims WHERE project_id=$1", project)
+        return {r["lease_id"] for r in rows}
+
+    never = await gc.run_once(config.with_overrides(claim_retention_seconds=0), grace_seconds=3600)
+    assert never.pruned_claims == 0 and await claims() == kept
+
+    report = await gc.run_once(config, grace_seconds=3600)
+    assert report.pruned_claims >= 3
+    assert await claims() == {second["lease_id"], recent["lease_id"], live["lease_id"]}
+    # the artifact of the pruned claim keeps its lineage, and reads as before
+    resp = await client.get(f"/v1/projects/{project}/artifacts/{art['id']}", headers=ADMIN)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["lineage"]["job_id"] == job and body["lineage"]["attempt"] == 1
+    row = await db.fetchrow(
+        "SELECT lease_id, job_id, attempt FROM artifacts WHERE artifact_id=$1", art["id"]
+    )
+    assert (row["lease_id"], row["job_id"], row["attempt"]) == (first["lease_id"], job, 1)
+    # the live claims still publish
+    assert (await publish(client, project, lease(second), b"attempt 2")).status == 201
+    assert (await publish(client, project, lease(live), b"live")).status == 201
