@@ -15,7 +15,8 @@ table in bounded batches, oldest first:
 - ``signed_url_mints``: audit rows ``GATEWAY_AUDIT_RETENTION_SECONDS`` after the
   URL expired;
 - ``job_claims``: claims ``GATEWAY_CLAIM_RETENTION_SECONDS`` after they ended
-  (released, superseded) or expired.
+  (released, superseded) or expired;
+- ``idempotency_keys``: keys older than ``GATEWAY_IDEMPOTENCY_TTL_SECONDS``.
 
 Only one replica sweeps at a time (a Postgres advisory lock); the others skip.
 """
@@ -33,7 +34,7 @@ import leases
 from gateway import backends
 from gateway.config import Config
 from gateway.db import artifacts as artifact_rows
-from gateway.db import deletions, mints, uploads
+from gateway.db import deletions, idempotency, mints, uploads
 from gateway.logs import get_logger
 from storage import ObjectInfo, ObjectStore, StorageError
 
@@ -53,6 +54,7 @@ class GcReport:
     retried_deletions: int = 0
     pruned_mints: int = 0
     pruned_claims: int = 0
+    pruned_idempotency_keys: int = 0
     failed: int = 0
     skipped: bool = False
 
@@ -66,12 +68,14 @@ class Retention:
 
     audit_seconds: int = 0
     claim_seconds: int = 0
+    idempotency_seconds: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> Retention:
         return cls(
             audit_seconds=config.audit_retention_seconds,
             claim_seconds=config.claim_retention_seconds,
+            idempotency_seconds=config.idempotency_ttl_seconds,
         )
 
 
@@ -91,6 +95,13 @@ async def _prune(conn: Any, retention: Retention, report: GcReport) -> None:
         while True:
             n = await leases.prune_ended_claims(conn, ended_before=before, limit=PRUNE_BATCH)
             report.pruned_claims += n
+            if n < PRUNE_BATCH:
+                break
+    if retention.idempotency_seconds > 0:
+        before = now - timedelta(seconds=retention.idempotency_seconds)
+        while True:
+            n = await idempotency.prune(conn, created_before=before, limit=PRUNE_BATCH)
+            report.pruned_idempotency_keys += n
             if n < PRUNE_BATCH:
                 break
 

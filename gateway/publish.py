@@ -294,7 +294,11 @@ class Publish:
         if idempotency is None:
             return None
         record = await idempotency_keys.find(
-            self.db, self.project, idempotency.credential, idempotency.key
+            self.db,
+            self.project,
+            idempotency.credential,
+            idempotency.key,
+            ttl_seconds=self.config.idempotency_ttl_seconds,
         )
         if record is not None and not record.artifact.available:
             raise ArtifactDeleted("the artifact this Idempotency-Key published was deleted since")
@@ -454,6 +458,16 @@ class Publish:
         digest = self.form.request_digest() if idempotency is not None else None
         try:
             async with self.db.acquire() as conn:
+                if idempotency is not None:
+                    # an expired key is recorded anew; a live one stays, and
+                    # conflicting with it is a race with the same key
+                    await idempotency_keys.forget_expired(
+                        conn,
+                        self.project,
+                        idempotency.credential,
+                        idempotency.key,
+                        ttl_seconds=self.config.idempotency_ttl_seconds,
+                    )
                 row = await commit_sql.commit(
                     conn,
                     artifact,

@@ -9,3 +9,6 @@ CREATE INDEX signed_url_mints_expires ON signed_url_mints (expires_at);
 ALTER TABLE artifacts DROP CONSTRAINT IF EXISTS artifacts_lease_id_fkey;
 CREATE INDEX job_claims_ended ON job_claims (ended_at) WHERE ended_at IS NOT NULL;
 CREATE INDEX job_claims_expires_active ON job_claims (expires_at) WHERE state = 'active';
+
+-- Idempotency keys live GATEWAY_IDEMPOTENCY_TTL_SECONDS, then are pruned oldest first.
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

@@ -153,3 +153,57 @@ async def test_ended_and_expired_claims_are_pruned_after_their_retention(
     # the live claims still publish
     assert (await publish(client, project, lease(second), b"attempt 2")).status == 201
     assert (await publish(client, project, lease(live), b"live")).status == 201
+
+
+async def test_a_replay_after_the_idempotency_ttl_is_a_new_publish(
+    client, backends, project, db
+) -> None:
+    headers = {**ADMIN, "Idempotency-Key": "nightly-report"}
+    first = await publish(client, project, headers, b"report")
+    assert first.status == 201, await first.text()
+    first_id = (await first.json())["id"]
+    again = await publish(client, project, headers, b"report")
+    assert again.status == 200 and (await again.json())["id"] == first_id
+    # 25 hours later: past the default 24 hours
+    await db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - make_interval(hours => 25) "
+        "WHERE project_id=$1",
+        project,
+    )
+    later = await publish(client, project, headers, b"report")
+    assert later.status == 201, await later.text()
+    later_id = (await later.json())["id"]
+    assert later_id != first_id
+    # the key now names the new publish, for another 24 hours
+    replay = await publish(client, project, headers, b"report")
+    assert replay.status == 200 and (await replay.json())["id"] == later_id
+    # an expired key no longer pins the request: different bytes publish too
+    await db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - make_interval(hours => 25) "
+        "WHERE project_id=$1",
+        project,
+    )
+    other = await publish(client, project, headers, b"another report")
+    assert other.status == 201, await other.text()
+
+
+async def test_expired_idempotency_keys_are_pruned(client, backends, project, db) -> None:
+    for key in ("old", "live"):
+        resp = await publish(client, project, {**ADMIN, "Idempotency-Key": key}, key.encode())
+        assert resp.status == 201
+    await db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - make_interval(hours => 25) "
+        "WHERE project_id=$1 AND idempotency_key='old'",
+        project,
+    )
+    config = make_config(backends)
+    never = await gc.run_once(config.with_overrides(idempotency_ttl_seconds=0), grace_seconds=3600)
+    assert never.pruned_idempotency_keys == 0
+    report = await gc.run_once(config, grace_seconds=3600)
+    assert report.pruned_idempotency_keys >= 1
+    left = await db.fetch(
+        "SELECT idempotency_key FROM idempotency_keys WHERE project_id=$1", project
+    )
+    assert [r["idempotency_key"] for r in left] == ["live"]
+    # the artifacts stay
+    assert await db.fetchval("SELECT count(*) FROM artifacts WHERE project_id=$1", project) == 2

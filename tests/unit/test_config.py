@@ -21,6 +21,7 @@ def test_defaults_match_the_design() -> None:
     assert config.metrics_port is None
     assert config.audit_retention_seconds == 90 * 86400
     assert config.claim_retention_seconds == 30 * 86400
+    assert config.idempotency_ttl_seconds == 86400
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,7 @@ def test_defaults_match_the_design() -> None:
         ("GATEWAY_S3_STAGING_BUDGET_BYTES", "-1", "at least 0"),
         ("GATEWAY_AUDIT_RETENTION_SECONDS", "-1", "between 0 and"),
         ("GATEWAY_CLAIM_RETENTION_SECONDS", "-1", "between 0 and"),
+        ("GATEWAY_IDEMPOTENCY_TTL_SECONDS", "-1", "between 0 and"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
