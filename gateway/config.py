@@ -116,6 +116,9 @@ class Config:
     # An Idempotency-Key lives this long: after it a replay is a new publish, and the
     # gc sweep prunes the key; 0: for ever.
     idempotency_ttl_seconds: int = 86_400
+    # Events are kept this long, then pruned; a cursor below the oldest kept answers
+    # 410 events_expired. 0: kept for ever.
+    events_retention_seconds: int = 2_592_000
     event_streams_per_principal: int = 16
     event_streams_per_project: int = 64
     event_stream_queue_events: int = 256
@@ -222,6 +225,9 @@ class Config:
             ),
             idempotency_ttl_seconds=e.integer(
                 "GATEWAY_IDEMPOTENCY_TTL_SECONDS", 86_400, low=0, high=100 * 365 * 86400
+            ),
+            events_retention_seconds=e.integer(
+                "GATEWAY_EVENTS_RETENTION_SECONDS", 2_592_000, low=0, high=100 * 365 * 86400
             ),
             event_streams_per_principal=e.integer(
                 "GATEWAY_EVENT_STREAMS_PER_PRINCIPAL", 16, low=1, high=100_000

@@ -44,7 +44,7 @@ from gateway.artifacts import with_metadata
 from gateway.config import Config
 from gateway.db import events as event_rows
 from gateway.db.events import EVENT_TYPES, EVENTS_CHANNEL, FeedQuery
-from gateway.errors import DB_UNAVAILABLE
+from gateway.errors import DB_UNAVAILABLE, EventsExpired
 from gateway.jsonio import rfc3339, stored_json
 from gateway.logs import get_logger
 from gateway.numbers import parse_decimal
@@ -104,6 +104,19 @@ def item(row: EventRow) -> dict[str, Any]:
 async def fetch_page(conn: Any, query: FeedQuery) -> list[dict[str, Any]]:
     """One page of the feed (:func:`gateway.db.events.page`) as the feed shows it."""
     return [item(row) for row in await event_rows.page(conn, query)]
+
+
+async def ensure_kept(conn: Any, query: FeedQuery) -> None:
+    """410 ``events_expired`` when events after ``query.after`` were pruned: the feed
+    would have a gap. Checked after a page is read, the page cannot hide one (the
+    pruning raises the horizon in the statement that deletes)."""
+    horizon = await event_rows.pruned_seq(conn, query.project)
+    if query.after < horizon:
+        raise EventsExpired(
+            f"events up to seq {horizon} are no longer kept; re-list, then follow the "
+            f"feed from seq {horizon} or later",
+            extra={"pruned_seq": horizon},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

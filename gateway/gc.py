@@ -16,7 +16,9 @@ table in bounded batches, oldest first:
   URL expired;
 - ``job_claims``: claims ``GATEWAY_CLAIM_RETENTION_SECONDS`` after they ended
   (released, superseded) or expired;
-- ``idempotency_keys``: keys older than ``GATEWAY_IDEMPOTENCY_TTL_SECONDS``.
+- ``idempotency_keys``: keys older than ``GATEWAY_IDEMPOTENCY_TTL_SECONDS``;
+- ``events``: events older than ``GATEWAY_EVENTS_RETENTION_SECONDS`` (each
+  project remembers the highest seq pruned, so a cursor below it answers 410).
 
 Only one replica sweeps at a time (a Postgres advisory lock); the others skip.
 """
@@ -35,6 +37,7 @@ from gateway import backends
 from gateway.config import Config
 from gateway.db import artifacts as artifact_rows
 from gateway.db import deletions, idempotency, mints, uploads
+from gateway.db import events as event_rows
 from gateway.logs import get_logger
 from storage import ObjectInfo, ObjectStore, StorageError
 
@@ -55,6 +58,7 @@ class GcReport:
     pruned_mints: int = 0
     pruned_claims: int = 0
     pruned_idempotency_keys: int = 0
+    pruned_events: int = 0
     failed: int = 0
     skipped: bool = False
 
@@ -69,6 +73,7 @@ class Retention:
     audit_seconds: int = 0
     claim_seconds: int = 0
     idempotency_seconds: int = 0
+    events_seconds: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> Retention:
@@ -76,6 +81,7 @@ class Retention:
             audit_seconds=config.audit_retention_seconds,
             claim_seconds=config.claim_retention_seconds,
             idempotency_seconds=config.idempotency_ttl_seconds,
+            events_seconds=config.events_retention_seconds,
         )
 
 
@@ -102,6 +108,13 @@ async def _prune(conn: Any, retention: Retention, report: GcReport) -> None:
         while True:
             n = await idempotency.prune(conn, created_before=before, limit=PRUNE_BATCH)
             report.pruned_idempotency_keys += n
+            if n < PRUNE_BATCH:
+                break
+    if retention.events_seconds > 0:
+        before = now - timedelta(seconds=retention.events_seconds)
+        while True:
+            n = await event_rows.prune(conn, created_before=before, limit=PRUNE_BATCH)
+            report.pruned_events += n
             if n < PRUNE_BATCH:
                 break
 

@@ -211,7 +211,7 @@ _PROBLEM_TEXT = {
     "was in use",
     409: "idempotency_conflict or claim_conflict",
     410: "artifact_deleted (content, signed URL, or an Idempotency-Key replay of a deleted "
-    "artifact)",
+    "artifact); events_expired (an events cursor below the oldest event kept)",
     417: "expectation_failed: an Expect other than 100-continue",
     413: "artifact_too_large or quota_exceeded",
     415: "unsupported_media_type: a publish that is not multipart/form-data, a JSON body "
@@ -1092,7 +1092,7 @@ def _paths() -> dict[str, Any]:
                             },
                         },
                     },
-                    **_problems(400, 401, 403, 404, 429, 503),
+                    **_problems(400, 401, 403, 404, 410, 429, 503),
                 },
             }
         },

@@ -99,6 +99,12 @@ _PROSE: dict[str, tuple[str, str]] = {
         "replay of an artifact deleted since. Its tombstone remains readable.",
         "Publish the artifact again if it is still needed.",
     ),
+    "events_expired": (
+        "`after` (or `Last-Event-ID`) is below the oldest event kept: the events after "
+        "it are past `GATEWAY_EVENTS_RETENTION_SECONDS` and pruned, so the feed would "
+        "have a gap (`pruned_seq` says the highest seq pruned).",
+        "Re-list the artifacts, then follow the feed from `pruned_seq` or a newer seq.",
+    ),
     "expectation_failed": (
         "An `Expect` header other than `100-continue`.",
         "Send `Expect: 100-continue` or none.",

@@ -124,8 +124,10 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         resume = last_event_id(request)
         if resume is not None:
             query = query.following(resume)
+        await events.ensure_kept(request.app[DB], query)
         return await stream_events(request, query, principal)
     items = await events.fetch_page(request.app[DB], query)
+    await events.ensure_kept(request.app[DB], query)
     return json_response({"items": items, "next_after": items[-1]["seq"] if items else query.after})
 
 

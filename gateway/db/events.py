@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 
 from gateway.db import Conn
 from gateway.rows import EventRow
@@ -115,3 +116,39 @@ async def append(
         payload,
     )
     await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{project}:{seq}")
+
+
+async def pruned_seq(conn: Conn, project: str) -> int:
+    """The highest ``seq`` of ``project`` pruned so far (0: none): the events after a
+    lower cursor are no longer all kept."""
+    seq = await conn.fetchval(
+        "SELECT events_pruned_seq FROM projects WHERE project_id = $1", project
+    )
+    return 0 if seq is None else int(seq)
+
+
+async def prune(conn: Conn, *, created_before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` events written before ``created_before``, oldest
+    first, raising each project's ``events_pruned_seq`` to the highest seq deleted,
+    in the same statement; how many were deleted."""
+    n = await conn.fetchval(
+        """
+        WITH gone AS (
+            DELETE FROM events WHERE (project_id, seq) IN (
+                SELECT project_id, seq FROM events
+                WHERE created_at < $1
+                ORDER BY created_at
+                LIMIT $2
+            )
+            RETURNING project_id, seq
+        ), horizon AS (
+            UPDATE projects p SET events_pruned_seq = GREATEST(p.events_pruned_seq, g.top)
+            FROM (SELECT project_id, max(seq) AS top FROM gone GROUP BY project_id) g
+            WHERE p.project_id = g.project_id
+        )
+        SELECT count(*) FROM gone
+        """,
+        created_before,
+        limit,
+    )
+    return int(n)

@@ -12,3 +12,9 @@ CREATE INDEX job_claims_expires_active ON job_claims (expires_at) WHERE state = 
 
 -- Idempotency keys live GATEWAY_IDEMPOTENCY_TTL_SECONDS, then are pruned oldest first.
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+-- Events are kept GATEWAY_EVENTS_RETENTION_SECONDS, then pruned oldest first. Each
+-- project records the highest seq pruned: a consumer asking for events after a
+-- lower seq is told they are gone (410 events_expired), never given a gap.
+ALTER TABLE projects ADD COLUMN events_pruned_seq bigint NOT NULL DEFAULT 0;
+CREATE INDEX events_created ON events (created_at);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway import gc
@@ -207,3 +208,56 @@ async def test_expired_idempotency_keys_are_pruned(client, backends, project, db
     assert [r["idempotency_key"] for r in left] == ["live"]
     # the artifacts stay
     assert await db.fetchval("SELECT count(*) FROM artifacts WHERE project_id=$1", project) == 2
+
+
+async def test_events_are_pruned_and_an_older_cursor_answers_410(
+    client, backends, project, db
+) -> None:
+    for i in range(3):
+        resp = await publish(client, project, ADMIN, f"event {i}".encode())
+        assert resp.status == 201
+    url = f"/v1/projects/{project}/events"
+    page = await (await client.get(url, headers=ADMIN)).json()
+    assert [e["seq"] for e in page["items"]] == [1, 2, 3]
+    # the first two are 31 days old: past the default 30 days
+    await db.execute(
+        "UPDATE events SET created_at = now() - make_interval(days => 31) "
+        "WHERE project_id=$1 AND seq <= 2",
+        project,
+    )
+    config = make_config(backends)
+    assert config.events_retention_seconds == 30 * DAY
+    never = await gc.run_once(config.with_overrides(events_retention_seconds=0), grace_seconds=3600)
+    assert never.pruned_events == 0
+    assert (await (await client.get(url, headers=ADMIN)).json())["items"][0]["seq"] == 1
+
+    report = await gc.run_once(config, grace_seconds=3600)
+    assert report.pruned_events >= 2
+    kept = await db.fetch("SELECT seq FROM events WHERE project_id=$1", project)
+    assert [r["seq"] for r in kept] == [3]
+    for after in (None, 0, 1):
+        query = "" if after is None else f"?after={after}"
+        resp = await client.get(url + query, headers=ADMIN)
+        assert resp.status == 410, (after, await resp.text())
+        body = await resp.json()
+        assert body["code"] == "events_expired" and body["pruned_seq"] == 2
+        assert resp.content_type == "application/problem+json"
+        # the live stream too, by ?after= and by Last-Event-ID
+        resp = await client.get(url + query, headers={**ADMIN, "Accept": "text/event-stream"})
+        assert resp.status == 410 and (await resp.json())["code"] == "events_expired"
+        if after is not None:
+            headers = {**ADMIN, "Accept": "text/event-stream", "Last-Event-ID": str(after)}
+            resp = await client.get(url + "?after=2", headers=headers)
+            assert resp.status == 410 and (await resp.json())["code"] == "events_expired"
+    # from the horizon on, the feed answers what is kept, without a gap
+    page = await (await client.get(url + "?after=2", headers=ADMIN)).json()
+    assert [e["seq"] for e in page["items"]] == [3]
+    stream = await client.get(
+        url, headers={**ADMIN, "Accept": "text/event-stream", "Last-Event-ID": "2"}
+    )
+    assert stream.status == 200
+    line = b""
+    while not line.startswith(b"id:"):
+        line = await asyncio.wait_for(stream.content.readline(), 30)
+    assert line.strip() == b"id: 3"
+    stream.close()

@@ -22,6 +22,7 @@ def test_defaults_match_the_design() -> None:
     assert config.audit_retention_seconds == 90 * 86400
     assert config.claim_retention_seconds == 30 * 86400
     assert config.idempotency_ttl_seconds == 86400
+    assert config.events_retention_seconds == 30 * 86400
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,7 @@ def test_defaults_match_the_design() -> None:
         ("GATEWAY_AUDIT_RETENTION_SECONDS", "-1", "between 0 and"),
         ("GATEWAY_CLAIM_RETENTION_SECONDS", "-1", "between 0 and"),
         ("GATEWAY_IDEMPOTENCY_TTL_SECONDS", "-1", "between 0 and"),
+        ("GATEWAY_EVENTS_RETENTION_SECONDS", "-1", "between 0 and"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, message: str) -> None:
