@@ -471,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     serve.set_defaults(func=cmd_serve)
-    gc = sub.add_parser("gc", help="sweep orphaned objects and incomplete uploads")
+    gc = sub.add_parser(
+        "gc", help="sweep orphaned objects and incomplete uploads; prune rows past their retention"
+    )
     gc.add_argument(
         "--grace-seconds",
         type=int,
