@@ -261,3 +261,21 @@ async def test_events_are_pruned_and_an_older_cursor_answers_410(
         line = await asyncio.wait_for(stream.content.readline(), 30)
     assert line.strip() == b"id: 3"
     stream.close()
+
+
+async def test_the_sweep_finds_old_rows_by_index_and_artifacts_need_no_claim(db) -> None:
+    indexes = {
+        r["indexname"]
+        for r in await db.fetch("SELECT indexname FROM pg_indexes WHERE schemaname='public'")
+    }
+    assert {
+        "signed_url_mints_expires",
+        "job_claims_ended",
+        "job_claims_expires_active",
+        "idempotency_keys_created",
+        "events_created",
+    } <= indexes
+    references = await db.fetch(
+        "SELECT conname FROM pg_constraint WHERE contype='f' AND confrelid='job_claims'::regclass"
+    )
+    assert references == []
