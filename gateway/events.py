@@ -107,9 +107,13 @@ async def fetch_page(conn: Any, query: FeedQuery) -> list[dict[str, Any]]:
 
 
 async def ensure_kept(conn: Any, query: FeedQuery) -> None:
-    """410 ``events_expired`` when events after ``query.after`` were pruned: the feed
-    would have a gap. Checked after a page is read, the page cannot hide one (the
-    pruning raises the horizon in the statement that deletes)."""
+    """410 ``events_expired`` when a resumed feed (``after`` > 0) would have a gap:
+    events after ``query.after`` were pruned. ``after=0`` (the default) asks for
+    everything kept and starts at the oldest event kept. Checked after a page is
+    read, the page cannot hide a gap (the pruning raises the horizon in the
+    statement that deletes)."""
+    if query.after == 0:
+        return
     horizon = await event_rows.pruned_seq(conn, query.project)
     if query.after < horizon:
         raise EventsExpired(
