@@ -185,20 +185,20 @@ _SNIFF_ALIASES = {
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
-def normalise_mime(value: str | None) -> str | None:
-    """``Type/Sub; params`` → ``type/sub``; None for anything that is not a media type."""
-    if not value:
-        return None
-    mime = value.split(";", 1)[0].strip().lower()
-    if len(mime) > 127 or not _MEDIA_TYPE.fullmatch(mime):
-        return None
-    return mime
-
-
 def essence(value: str) -> str:
     """A media type's essence for comparison: lower case, parameters and blanks stripped
     (``Text/JavaScript1.5 ; charset=x`` → ``text/javascript1.5``)."""
     return value.split(";", 1)[0].strip().lower()
+
+
+def normalise_mime(value: str | None) -> str | None:
+    """``Type/Sub; params`` → ``type/sub``; None for anything that is not a media type."""
+    if not value:
+        return None
+    mime = essence(value)
+    if len(mime) > 127 or not _MEDIA_TYPE.fullmatch(mime):
+        return None
+    return mime
 
 
 def is_javascript(value: str) -> bool:

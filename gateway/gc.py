@@ -26,6 +26,7 @@ Only one replica sweeps at a time (a Postgres advisory lock); the others skip.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,38 +86,46 @@ class Retention:
         )
 
 
+async def _prune_all(prune: Callable[[datetime], Awaitable[int]], before: datetime) -> int:
+    """Run one table's prune, a batch at a time, until a batch comes back short."""
+    total = 0
+    while True:
+        n = await prune(before)
+        total += n
+        if n < PRUNE_BATCH:
+            return total
+
+
 async def _prune(conn: Any, retention: Retention, report: GcReport) -> None:
     """Prune each table in batches of :data:`PRUNE_BATCH` rows, each its own
     statement, so no sweep holds a long transaction or many locks."""
     now = datetime.now(UTC)
-    if retention.audit_seconds > 0:
-        before = now - timedelta(seconds=retention.audit_seconds)
-        while True:
-            n = await mints.prune(conn, expired_before=before, limit=PRUNE_BATCH)
-            report.pruned_mints += n
-            if n < PRUNE_BATCH:
-                break
-    if retention.claim_seconds > 0:
-        before = now - timedelta(seconds=retention.claim_seconds)
-        while True:
-            n = await leases.prune_ended_claims(conn, ended_before=before, limit=PRUNE_BATCH)
-            report.pruned_claims += n
-            if n < PRUNE_BATCH:
-                break
-    if retention.idempotency_seconds > 0:
-        before = now - timedelta(seconds=retention.idempotency_seconds)
-        while True:
-            n = await idempotency.prune(conn, created_before=before, limit=PRUNE_BATCH)
-            report.pruned_idempotency_keys += n
-            if n < PRUNE_BATCH:
-                break
-    if retention.events_seconds > 0:
-        before = now - timedelta(seconds=retention.events_seconds)
-        while True:
-            n = await event_rows.prune(conn, created_before=before, limit=PRUNE_BATCH)
-            report.pruned_events += n
-            if n < PRUNE_BATCH:
-                break
+    tables: list[tuple[int, str, Callable[[datetime], Awaitable[int]]]] = [
+        (
+            retention.audit_seconds,
+            "pruned_mints",
+            lambda t: mints.prune(conn, expired_before=t, limit=PRUNE_BATCH),
+        ),
+        (
+            retention.claim_seconds,
+            "pruned_claims",
+            lambda t: leases.prune_ended_claims(conn, ended_before=t, limit=PRUNE_BATCH),
+        ),
+        (
+            retention.idempotency_seconds,
+            "pruned_idempotency_keys",
+            lambda t: idempotency.prune(conn, created_before=t, limit=PRUNE_BATCH),
+        ),
+        (
+            retention.events_seconds,
+            "pruned_events",
+            lambda t: event_rows.prune(conn, created_before=t, limit=PRUNE_BATCH),
+        ),
+    ]
+    for seconds, field, prune in tables:
+        if seconds > 0:
+            pruned = await _prune_all(prune, now - timedelta(seconds=seconds))
+            setattr(report, field, getattr(report, field) + pruned)
 
 
 async def _delete_orphans(

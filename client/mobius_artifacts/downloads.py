@@ -20,8 +20,9 @@ import hashlib
 import io
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 from yarl import URL
@@ -99,16 +100,22 @@ async def download(
 
 
 async def _download_into(
-    transport: Transport, state: PartialFile, progress: Progress | None
+    transport: Transport,
+    state: PartialFile,
+    progress: Progress | None,
+    fetch: Callable[[Transport, URL, Any, Activity], Awaitable[None]] | None = None,
 ) -> None:
+    """The transfer into ``state``, retried; each attempt resumes after what it has
+    (``fetch``: :func:`_fetch` for a file, :func:`_fetch_into` for a stream)."""
     url = transport.url("artifacts", state.artifact.id, "content")
+    fetch_one = _fetch if fetch is None else fetch
 
     async def attempt() -> None:
         before = state.have
         state.moved = False
         activity = Activity(progress, state.artifact.size, start=state.have)
         try:
-            await transport.watched(_fetch(transport, url, state, activity), activity)
+            await transport.watched(fetch_one(transport, url, state, activity), activity)
         finally:
             state.moved = state.have > before
 
@@ -166,19 +173,8 @@ async def download_to(
         raise ArtifactDeleted(
             f"artifact {artifact.id} was deleted; only its tombstone remains", status=410
         )
-    url = transport.url("artifacts", artifact.id, "content")
     state = StreamedFile(artifact, sink)
-
-    async def attempt() -> None:
-        before = state.have
-        state.moved = False
-        activity = Activity(progress, artifact.size, start=state.have)
-        try:
-            await transport.watched(_fetch_into(transport, url, state, activity), activity)
-        finally:
-            state.moved = state.have > before
-
-    await transport.retrying(attempt, progressed=lambda: state.moved)
+    await _download_into(transport, state, progress, fetch=_fetch_into)
     state.verify()
 
 

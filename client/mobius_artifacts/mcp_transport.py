@@ -22,7 +22,7 @@ import logging
 import re
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import anyio
 import pydantic_core
@@ -168,7 +168,28 @@ def _error(request_id: types.RequestId | None, code: int, message: str) -> Sessi
     )
 
 
-class AnsweringReader:
+class _Wrapped:
+    """A stream of the SDK's wrapped by one of ours: closing either closes both."""
+
+    _inner: Any
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+
+class AnsweringReader(_Wrapped):
     """The read side of the stdio transport: a line the SDK could not read is answered
     here (a JSON-RPC error with the request's id, or a null id when it has none that
     can be found) instead of reaching the server as an exception it drops. A broken
@@ -192,9 +213,6 @@ class AnsweringReader:
             if answer:  # not a notification, nor a response of the client's
                 await self._write.send(_error(request_id, code, message))
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
     def __aiter__(self) -> AnsweringReader:
         return self
 
@@ -204,20 +222,8 @@ class AnsweringReader:
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
-    async def __aenter__(self) -> AnsweringReader:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
-
-
-class AnsweringWriter:
+class AnsweringWriter(_Wrapped):
     """The write side of the stdio transport: a message that cannot be encoded as JSON
     (text holding a lone surrogate, say) would stop the SDK's writer and the server;
     an answer is replaced by a JSON-RPC error for its request, anything else dropped."""
@@ -235,21 +241,6 @@ class AnsweringWriter:
                 return
             item = _error(message.id, types.INTERNAL_ERROR, "the answer cannot be encoded as JSON")
         await self._inner.send(item)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> AnsweringWriter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        await self.aclose()
-        return None
 
 
 async def run_stdio(server: MCPServer[Any]) -> None:

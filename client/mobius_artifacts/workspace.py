@@ -206,38 +206,32 @@ class Workspace:
 
     def _check_directory(self, dir_fd: int, parent: Path, file_path: str) -> None:
         """The directory opened is the one checked, inside the workspace."""
-        try:
-            where = Path(os.readlink(f"/proc/self/fd/{dir_fd}"))
-        except OSError:
-            opened, now = os.fstat(dir_fd), os.stat(parent)
-            if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
-                raise WorkspaceError(
-                    "file_changed", f"{file_path!r}: {parent} changed while it was being opened"
-                ) from None
-            return
-        if not where.is_relative_to(self.root):
-            raise WorkspaceError(
-                "outside_workspace",
-                f"{file_path!r} led to {where}, outside the workspace {self.root}",
-            )
+        self._confirm_inside(
+            dir_fd, parent, file_path, f"{file_path!r}: {parent} changed while it was being opened"
+        )
 
     def _check_opened(self, fd: int, resolved: Path, file_path: str) -> None:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
             raise WorkspaceError("not_a_file", f"{file_path!r} is not a regular file")
         _refuse_hard_links(opened, file_path)
-        proc = Path(f"/proc/self/fd/{fd}")
+        self._confirm_inside(
+            fd, resolved, file_path, f"{file_path!r} changed while it was being opened"
+        )
+
+    def _confirm_inside(self, fd: int, path: Path, file_path: str, changed: str) -> None:
+        """What ``fd`` opened lies inside the workspace: by ``/proc/self/fd``, or where
+        there is none, by being still the file or directory at ``path``."""
         try:
-            where = Path(os.readlink(proc))
-        except OSError:  # no /proc: the file opened must still be the one checked
+            where = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            opened = os.fstat(fd)
             try:
-                now = os.stat(resolved)
+                now: os.stat_result | None = os.stat(path)
             except OSError:
                 now = None
             if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
-                raise WorkspaceError(
-                    "file_changed", f"{file_path!r} changed while it was being opened"
-                ) from None
+                raise WorkspaceError("file_changed", changed) from None
             return
         if not where.is_relative_to(self.root):
             raise WorkspaceError(
